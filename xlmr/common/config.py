@@ -1,0 +1,249 @@
+"""XLM-R configuration: every field of a Hugging Face ``config.json``, validated, framework-free."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from xlmr.common.io import atomic_write_text
+
+CONFIG_NAME = "config.json"
+
+# Activations every backend implements, by their Hugging Face names.
+ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "quick_gelu", "relu", "silu", "swish", "tanh")
+POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
+PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+
+# Named shapes of the published checkpoints. XL and XXL are published as HF's XLMRobertaXL, a pre-LayerNorm
+# variant this package does not implement; the shapes are here for sizing (benchmarks, memory estimates).
+NAMED_SHAPES: dict[str, dict[str, Any]] = {
+    "base": dict(vocab_size=250002, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, max_position_embeddings=514),
+    "large": dict(vocab_size=250002, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                  intermediate_size=4096, max_position_embeddings=514),
+    "xl": dict(vocab_size=250880, hidden_size=2560, num_hidden_layers=36, num_attention_heads=32,
+               intermediate_size=10240, max_position_embeddings=514),
+    "xxl": dict(vocab_size=250880, hidden_size=4096, num_hidden_layers=48, num_attention_heads=32,
+                intermediate_size=16384, max_position_embeddings=514),
+}
+
+
+class ConfigError(ValueError):
+    """A config field holds a value the model cannot be built with; the message names field, value and source."""
+
+
+@dataclass
+class XLMRobertaConfig:
+    """Hyper-parameters of an XLM-R model; defaults are those of xlm-roberta-base.
+
+    Example:
+        >>> from xlmr import XLMRobertaConfig
+        >>> cfg = XLMRobertaConfig.named("base", num_labels=3)
+        >>> cfg.hidden_size // cfg.num_attention_heads
+        64
+        >>> XLMRobertaConfig.from_dict(cfg.to_dict()) == cfg
+        True
+    """
+
+    vocab_size: int = 250002
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    max_position_embeddings: int = 514
+    type_vocab_size: int = 1
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-5
+    pad_token_id: int = 1
+    bos_token_id: int = 0
+    eos_token_id: int = 2
+    position_embedding_type: str = "absolute"
+    use_cache: bool = True
+    classifier_dropout: float | None = None
+    is_decoder: bool = False
+    add_cross_attention: bool = False
+    id2label: dict[int, str] | None = None
+    label2id: dict[str, int] | None = None
+    num_labels: int | None = None
+    problem_type: str | None = None
+    tie_word_embeddings: bool = True
+    architectures: list[str] | None = None
+    output_attentions: bool = False
+    output_hidden_states: bool = False
+    return_dict: bool = True
+    # Fields of a config.json this package does not interpret; kept so that a round trip loses nothing.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._reconcile_labels()
+        self.validate()
+
+    def _reconcile_labels(self) -> None:
+        if self.id2label is not None:
+            try:
+                self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
+            except (TypeError, ValueError, AttributeError):
+                raise ConfigError(f"config field id2label must map integer ids to names, got {self.id2label!r}")
+            if self.num_labels is not None and self.num_labels != len(self.id2label):
+                raise ConfigError(
+                    f"config field num_labels={self.num_labels} disagrees with id2label, which has "
+                    f"{len(self.id2label)} entries")
+        else:
+            n = 2 if self.num_labels is None else self.num_labels
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise ConfigError(f"config field num_labels must be a positive integer, got {n!r}")
+            self.id2label = {i: f"LABEL_{i}" for i in range(n)}
+        if self.label2id is None:
+            self.label2id = {v: k for k, v in self.id2label.items()}
+        else:
+            self.label2id = {str(k): int(v) for k, v in self.label2id.items()}
+        self.num_labels = len(self.id2label)
+
+    # ---------------------------------------------------------------- validation
+    def validate(self) -> None:
+        """Raise ConfigError naming the first field whose value no backend can build a model from."""
+        def fail(name: str, value: Any, why: str) -> None:
+            raise ConfigError(f"config field {name}={value!r} {why}")
+
+        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                     "max_position_embeddings", "type_vocab_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                fail(name, v, "must be a positive integer")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
+            v = getattr(self, name)
+            if v is None and name == "classifier_dropout":
+                continue
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0.0 <= v < 1.0:
+                fail(name, v, "must be a probability in [0, 1)")
+        for name in ("initializer_range", "layer_norm_eps"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
+                fail(name, v, "must be a positive number")
+        if self.hidden_size % self.num_attention_heads:
+            fail("hidden_size", self.hidden_size,
+                 f"is not divisible by num_attention_heads={self.num_attention_heads}")
+        if self.hidden_act not in ACTIVATIONS:
+            fail("hidden_act", self.hidden_act, f"is not one of {', '.join(ACTIVATIONS)}")
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            fail("position_embedding_type", self.position_embedding_type,
+                 f"is not one of {', '.join(POSITION_EMBEDDING_TYPES)}")
+        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
+            fail("pad_token_id", self.pad_token_id, f"is outside the vocabulary [0, vocab_size={self.vocab_size})")
+        if self.max_position_embeddings < self.pad_token_id + 2:
+            fail("max_position_embeddings", self.max_position_embeddings,
+                 f"leaves no position for a token: positions start at pad_token_id + 1 = {self.pad_token_id + 1}")
+        for name in ("bos_token_id", "eos_token_id"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or not 0 <= v < self.vocab_size):
+                fail(name, v, f"is outside the vocabulary [0, vocab_size={self.vocab_size})")
+        if self.problem_type not in PROBLEM_TYPES:
+            fail("problem_type", self.problem_type, f"is not one of {PROBLEM_TYPES}")
+        for name in ("use_cache", "is_decoder", "add_cross_attention", "tie_word_embeddings"):
+            if not isinstance(getattr(self, name), bool):
+                fail(name, getattr(self, name), "must be true or false")
+
+    # ---------------------------------------------------------------- derived values
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def max_sequence_length(self) -> int:
+        """Longest sequence (cached tokens included) whose positions fit the position table.
+
+        Positions start at ``pad_token_id + 1``, so the table of ``max_position_embeddings`` rows holds
+        ``max_position_embeddings - pad_token_id - 1`` tokens: 512 for xlm-roberta-base.
+        """
+        return self.max_position_embeddings - self.pad_token_id - 1
+
+    @property
+    def use_return_dict(self) -> bool:
+        return self.return_dict
+
+    # ---------------------------------------------------------------- construction
+    @classmethod
+    def named(cls, shape: str, **overrides: Any) -> "XLMRobertaConfig":
+        """A config with the shape of a published checkpoint: ``base``, ``large``, ``xl`` or ``xxl``."""
+        key = shape.lower().replace("xlm-roberta-", "")
+        if key not in NAMED_SHAPES:
+            raise ConfigError(f"unknown named shape {shape!r}; known: {', '.join(NAMED_SHAPES)}")
+        return cls(**{**NAMED_SHAPES[key], **overrides})
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "XLMRobertaConfig":
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: a config must be a JSON object, got {type(data).__name__}")
+        data = dict(data)
+        model_type = data.pop("model_type", "xlm-roberta")
+        if model_type not in ("xlm-roberta", "roberta", "bert"):
+            raise ConfigError(f"{source}: field model_type={model_type!r} is not an XLM-R config")
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        kwargs = {k: data.pop(k) for k in list(data) if k in known}
+        kwargs.setdefault("extra", {}).update(data)
+        if model_type != "xlm-roberta":
+            kwargs["extra"]["model_type"] = model_type
+        try:
+            return cls(**kwargs)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+    @classmethod
+    def from_json_file(cls, path: str | os.PathLike) -> "XLMRobertaConfig":
+        path = os.fspath(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"config file {path} does not exist") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: malformed JSON at line {e.lineno}, column {e.colno}: {e.msg}") from None
+        return cls.from_dict(data, source=path)
+
+    @classmethod
+    def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "XLMRobertaConfig":
+        """Read ``config.json`` from a checkpoint folder (or the file itself); keyword overrides win."""
+        path = os.fspath(path)
+        file = os.path.join(path, CONFIG_NAME) if os.path.isdir(path) else path
+        if os.path.isdir(path) and not os.path.exists(file):
+            raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint folder {path}")
+        config = cls.from_json_file(file)
+        return config.replace(**overrides) if overrides else config
+
+    def replace(self, **changes: Any) -> "XLMRobertaConfig":
+        """A copy with some fields changed; changing num_labels resets the label names."""
+        data = self.to_dict()
+        if "num_labels" in changes and "id2label" not in changes:
+            data.pop("id2label", None)
+            data.pop("label2id", None)
+        data.update(changes)
+        return type(self).from_dict(data)
+
+    # ---------------------------------------------------------------- serialisation
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"model_type": "xlm-roberta"}
+        for f in dataclasses.fields(self):
+            if f.name in ("extra", "num_labels"):
+                continue
+            out[f.name] = copy.deepcopy(getattr(self, f.name))
+        out["id2label"] = {str(k): v for k, v in self.id2label.items()}
+        out.update(copy.deepcopy(self.extra))
+        return out
+
+    def to_json_string(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+    def save_pretrained(self, directory: str | os.PathLike) -> str:
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, CONFIG_NAME)
+        atomic_write_text(path, self.to_json_string())
+        return path

@@ -1,0 +1,212 @@
+"""The weight-name table: canonical (Hugging Face PyTorch) names to every other naming scheme, as data.
+
+Canonical names are those of HF's PyTorch classes: ``roberta.encoder.layer.0.attention.self.query.weight`` in a
+head model, ``encoder.layer.0...`` in the bare ``XLMRobertaModel``. Every loader, saver, backend and
+``tools/convert.py`` goes through this module; no other file spells a checkpoint name.
+
+Schemes:
+  ``pt``       xlmr.pt parameters (identical to HF PyTorch).
+  ``tf``       xlmr.tf variables: the module path of PyTorch, Keras leaf names, kernels transposed.
+  ``flax``     xlmr.flax NNX parameters: the module path of PyTorch, NNX leaf names, kernels transposed.
+  ``hf_tf``    HF's TF classes (``tf_model.h5``), without the leading model-name scope.
+  ``hf_flax``  HF's Flax classes (``flax_model.msgpack``), as a dotted path into the nested dict.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+
+from xlmr.common.config import XLMRobertaConfig
+
+# Kinds of parameter; each scheme stores a kind under its own leaf name and layout.
+LINEAR_W, LINEAR_B, EMBEDDING, NORM_W, NORM_B, VECTOR = (
+    "linear_weight", "linear_bias", "embedding", "norm_weight", "norm_bias", "vector")
+
+# The table. One row per parameter family: a pattern over canonical names (the optional ``roberta.`` prefix
+# is stripped before matching) and its kind.
+_L = r"encoder\.layer\.\d+\."
+_ATTN = r"(?:attention|crossattention)\."
+TABLE: list[tuple[str, str]] = [
+    (r"embeddings\.(?:word|position|token_type)_embeddings\.weight", EMBEDDING),
+    (r"embeddings\.LayerNorm\.weight", NORM_W),
+    (r"embeddings\.LayerNorm\.bias", NORM_B),
+    (_L + _ATTN + r"self\.(?:query|key|value)\.weight", LINEAR_W),
+    (_L + _ATTN + r"self\.(?:query|key|value)\.bias", LINEAR_B),
+    (_L + _ATTN + r"self\.distance_embedding\.weight", EMBEDDING),
+    (_L + _ATTN + r"output\.dense\.weight", LINEAR_W),
+    (_L + _ATTN + r"output\.dense\.bias", LINEAR_B),
+    (_L + _ATTN + r"output\.LayerNorm\.weight", NORM_W),
+    (_L + _ATTN + r"output\.LayerNorm\.bias", NORM_B),
+    (_L + r"(?:intermediate|output)\.dense\.weight", LINEAR_W),
+    (_L + r"(?:intermediate|output)\.dense\.bias", LINEAR_B),
+    (_L + r"output\.LayerNorm\.weight", NORM_W),
+    (_L + r"output\.LayerNorm\.bias", NORM_B),
+    (r"pooler\.dense\.weight", LINEAR_W),
+    (r"pooler\.dense\.bias", LINEAR_B),
+    (r"lm_head\.(?:dense|decoder)\.weight", LINEAR_W),
+    (r"lm_head\.dense\.bias", LINEAR_B),
+    (r"lm_head\.layer_norm\.weight", NORM_W),
+    (r"lm_head\.layer_norm\.bias", NORM_B),
+    (r"lm_head\.bias", VECTOR),
+    (r"classifier\.(?:dense|out_proj)\.weight", LINEAR_W),
+    (r"classifier\.(?:dense|out_proj)\.bias", LINEAR_B),
+    (r"classifier\.weight", LINEAR_W),
+    (r"classifier\.bias", LINEAR_B),
+    (r"qa_outputs\.weight", LINEAR_W),
+    (r"qa_outputs\.bias", LINEAR_B),
+]
+_COMPILED = [(re.compile(p + r"\Z"), kind) for p, kind in TABLE]
+
+# Leaf name of each kind in each scheme, and whether the array is transposed from PyTorch's (out, in) layout.
+LEAVES: dict[str, dict[str, str]] = {
+    "pt":      {LINEAR_W: "weight", LINEAR_B: "bias", EMBEDDING: "weight", NORM_W: "weight", NORM_B: "bias"},
+    "tf":      {LINEAR_W: "kernel", LINEAR_B: "bias", EMBEDDING: "embeddings", NORM_W: "gamma", NORM_B: "beta"},
+    "flax":    {LINEAR_W: "kernel", LINEAR_B: "bias", EMBEDDING: "embedding", NORM_W: "scale", NORM_B: "bias"},
+    "hf_tf":   {LINEAR_W: "kernel", LINEAR_B: "bias", EMBEDDING: "embeddings", NORM_W: "gamma", NORM_B: "beta"},
+    "hf_flax": {LINEAR_W: "kernel", LINEAR_B: "bias", EMBEDDING: "embedding", NORM_W: "scale", NORM_B: "bias"},
+}
+TRANSPOSED = {LINEAR_W}
+SCHEMES = tuple(LEAVES)
+# HF's TF embedding layer names its word-embedding matrix "weight", unlike every other embedding.
+_HF_TF_WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
+_ROBERTA = "roberta."
+
+
+class UnknownWeightError(KeyError):
+    def __str__(self) -> str:  # KeyError quotes its message; this one reads as a sentence
+        return str(self.args[0])
+
+
+def kind_of(name: str) -> str:
+    """The kind of a canonical parameter name; UnknownWeightError names it when no row of the table matches."""
+    body = name[len(_ROBERTA):] if name.startswith(_ROBERTA) else name
+    for pattern, kind in _COMPILED:
+        if pattern.match(body):
+            return kind
+    raise UnknownWeightError(f"tensor {name!r} is not an XLM-R weight (no row of xlmr.common.weights.TABLE matches)")
+
+
+def to_scheme_name(name: str, scheme: str) -> str:
+    """Canonical name -> the scheme's name (dotted; ``hf_tf`` uses ``/`` and ``layer_._N`` like HF's TF)."""
+    kind = kind_of(name)
+    path, leaf = name.rsplit(".", 1)
+    if kind != VECTOR:
+        leaf = LEAVES[scheme][kind]
+    if scheme == "hf_tf":
+        if name.endswith(_HF_TF_WORD_EMBEDDINGS):
+            leaf = "weight"
+        return re.sub(r"/layer/(\d+)/", r"/layer_._\1/", f"{path}.{leaf}".replace(".", "/"))
+    return f"{path}.{leaf}"
+
+
+def from_scheme_name(name: str, scheme: str) -> str:
+    """The scheme's name -> canonical name; the inverse of ``to_scheme_name``."""
+    dotted = re.sub(r"layer_\._(\d+)", r"layer/\1", name).replace("/", ".") if scheme == "hf_tf" else name
+    path = dotted.rsplit(".", 1)[0]
+    for candidate in (f"{path}.weight", f"{path}.bias", dotted):
+        try:
+            if to_scheme_name(candidate, scheme) == name:
+                return candidate
+        except UnknownWeightError:
+            continue
+    raise UnknownWeightError(f"tensor {name!r} ({scheme} naming) maps to no XLM-R weight")
+
+
+def to_scheme_array(array: Any, name: str, scheme: str) -> Any:
+    """Canonical layout -> the scheme's layout (works on numpy arrays and framework tensors with ``.T``)."""
+    return array.T if scheme != "pt" and kind_of(name) in TRANSPOSED else array
+
+
+def from_scheme_array(array: Any, name: str, scheme: str) -> Any:
+    """The scheme's layout -> canonical layout; ``name`` is the canonical name."""
+    return to_scheme_array(array, name, scheme)
+
+
+# ------------------------------------------------------------------------------------------------ architectures
+ARCHITECTURES = (
+    "XLMRobertaModel", "XLMRobertaForCausalLM", "XLMRobertaForMaskedLM", "XLMRobertaForSequenceClassification",
+    "XLMRobertaForMultipleChoice", "XLMRobertaForTokenClassification", "XLMRobertaForQuestionAnswering",
+)
+# Heads that keep the pooler, as in HF (the others build ``roberta`` with add_pooling_layer=False).
+WITH_POOLER = {"XLMRobertaModel", "XLMRobertaForMultipleChoice"}
+
+
+def _linear(prefix: str, n_out: int, n_in: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.weight": (n_out, n_in), f"{prefix}.bias": (n_out,)}
+
+
+def _norm(prefix: str, n: int) -> dict[str, tuple[int, ...]]:
+    return {f"{prefix}.weight": (n,), f"{prefix}.bias": (n,)}
+
+
+def encoder_shapes(config: XLMRobertaConfig, pooler: bool = True) -> dict[str, tuple[int, ...]]:
+    """Canonical names and shapes of the bare encoder (no ``roberta.`` prefix)."""
+    h, i = config.hidden_size, config.intermediate_size
+    shapes: dict[str, tuple[int, ...]] = {
+        "embeddings.word_embeddings.weight": (config.vocab_size, h),
+        "embeddings.position_embeddings.weight": (config.max_position_embeddings, h),
+        "embeddings.token_type_embeddings.weight": (config.type_vocab_size, h),
+        **_norm("embeddings.LayerNorm", h),
+    }
+    relative = config.position_embedding_type != "absolute"
+    for n in range(config.num_hidden_layers):
+        layer = f"encoder.layer.{n}"
+        blocks = ["attention"] + (["crossattention"] if config.add_cross_attention else [])
+        for block in blocks:
+            for proj in ("query", "key", "value"):
+                shapes.update(_linear(f"{layer}.{block}.self.{proj}", h, h))
+            if relative:
+                shapes[f"{layer}.{block}.self.distance_embedding.weight"] = (
+                    2 * config.max_position_embeddings - 1, config.head_dim)
+            shapes.update(_linear(f"{layer}.{block}.output.dense", h, h))
+            shapes.update(_norm(f"{layer}.{block}.output.LayerNorm", h))
+        shapes.update(_linear(f"{layer}.intermediate.dense", i, h))
+        shapes.update(_linear(f"{layer}.output.dense", h, i))
+        shapes.update(_norm(f"{layer}.output.LayerNorm", h))
+    if pooler:
+        shapes.update(_linear("pooler.dense", h, h))
+    return shapes
+
+
+def head_shapes(config: XLMRobertaConfig, architecture: str) -> dict[str, tuple[int, ...]]:
+    """Canonical names and shapes of a class's head (everything outside ``roberta.``)."""
+    h = config.hidden_size
+    if architecture == "XLMRobertaModel":
+        return {}
+    if architecture in ("XLMRobertaForCausalLM", "XLMRobertaForMaskedLM"):
+        shapes = {**_linear("lm_head.dense", h, h), **_norm("lm_head.layer_norm", h),
+                  "lm_head.bias": (config.vocab_size,)}
+        if not config.tie_word_embeddings:
+            shapes["lm_head.decoder.weight"] = (config.vocab_size, h)
+        return shapes
+    if architecture == "XLMRobertaForSequenceClassification":
+        return {**_linear("classifier.dense", h, h), **_linear("classifier.out_proj", config.num_labels, h)}
+    if architecture == "XLMRobertaForMultipleChoice":
+        return _linear("classifier", 1, h)
+    if architecture == "XLMRobertaForTokenClassification":
+        return _linear("classifier", config.num_labels, h)
+    if architecture == "XLMRobertaForQuestionAnswering":
+        return _linear("qa_outputs", 2, h)
+    raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
+
+
+def parameter_shapes(config: XLMRobertaConfig, architecture: str) -> dict[str, tuple[int, ...]]:
+    """Every unique parameter of a class, canonical name -> shape, in module order.
+
+    Tied and aliased tensors appear once: ``lm_head.decoder.weight`` only when untied, ``lm_head.decoder.bias``
+    never (HF makes it the same tensor as ``lm_head.bias``).
+    """
+    encoder = encoder_shapes(config, pooler=architecture in WITH_POOLER)
+    if architecture == "XLMRobertaModel":
+        return encoder
+    return {**{_ROBERTA + k: v for k, v in encoder.items()}, **head_shapes(config, architecture)}
+
+
+def is_head_weight(name: str, architecture: str) -> bool:
+    """True for weights a task class may initialise when a checkpoint lacks them: its head and the pooler."""
+    if architecture == "XLMRobertaModel":
+        return name.startswith("pooler.")
+    return not name.startswith(_ROBERTA) or name.startswith(_ROBERTA + "pooler.")
