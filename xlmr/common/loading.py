@@ -43,7 +43,7 @@ class LoadReport:
     mismatched: list[str]    # head weights of another shape, re-initialised (only with ignore_mismatched_sizes)
 
 
-def _normalise_names(state: Mapping[str, Any], architecture: str) -> dict[str, Any]:
+def normalise_names(state: Mapping[str, Any], architecture: str) -> dict[str, Any]:
     """Align the ``roberta.`` prefix with the class and fold HF's aliases and buffers away."""
     wants_prefix = architecture != "XLMRobertaModel"
     has_prefix = any(k.startswith(_ROBERTA) for k in state)
@@ -79,7 +79,7 @@ def resolve_weights(
     mis-shaped tensors and all non-float tensors together.
     """
     expected = parameter_shapes(config, architecture)
-    state = _normalise_names(state, architecture)
+    state = normalise_names(state, architecture)
     if config.tie_word_embeddings:
         state.pop("lm_head.decoder.weight", None)
 

@@ -158,7 +158,7 @@ def encoder_shapes(config: XLMRobertaConfig, pooler: bool = True) -> dict[str, t
         for block in blocks:
             for proj in ("query", "key", "value"):
                 shapes.update(_linear(f"{layer}.{block}.self.{proj}", h, h))
-            if relative:
+            if relative and block == "attention":  # HF builds cross-attention with absolute positions
                 shapes[f"{layer}.{block}.self.distance_embedding.weight"] = (
                     2 * config.max_position_embeddings - 1, config.head_dim)
             shapes.update(_linear(f"{layer}.{block}.output.dense", h, h))
@@ -189,6 +189,9 @@ def head_shapes(config: XLMRobertaConfig, architecture: str) -> dict[str, tuple[
     if architecture == "XLMRobertaForTokenClassification":
         return _linear("classifier", config.num_labels, h)
     if architecture == "XLMRobertaForQuestionAnswering":
+        if config.num_labels != 2:  # HF sizes qa_outputs by num_labels and splits it into start and end
+            raise ValueError(f"XLMRobertaForQuestionAnswering needs config.num_labels=2 (start and end logits), "
+                             f"got num_labels={config.num_labels}")
         return _linear("qa_outputs", 2, h)
     raise ValueError(f"unknown architecture {architecture!r}; known: {', '.join(ARCHITECTURES)}")
 
@@ -210,3 +213,28 @@ def is_head_weight(name: str, architecture: str) -> bool:
     if architecture == "XLMRobertaModel":
         return name.startswith("pooler.")
     return not name.startswith(_ROBERTA) or name.startswith(_ROBERTA + "pooler.")
+
+
+def _strip_framework_prefix(name: str) -> str:
+    for prefix in ("TF", "Flax"):
+        if name.startswith(prefix + "XLMRoberta"):
+            return name[len(prefix):]
+    return name
+
+
+def infer_architecture(names: Any, config: XLMRobertaConfig) -> str:
+    """The class a checkpoint was saved from: ``config.architectures`` when it names one of ours (HF's TF/Flax
+    prefixes accepted), else read off the tensor names."""
+    for arch in config.architectures or []:
+        if _strip_framework_prefix(arch) in ARCHITECTURES:
+            return _strip_framework_prefix(arch)
+    names = set(names)
+    if any(n.startswith("lm_head.") for n in names):
+        return "XLMRobertaForCausalLM" if config.is_decoder else "XLMRobertaForMaskedLM"
+    if "classifier.out_proj.weight" in names:
+        return "XLMRobertaForSequenceClassification"
+    if "qa_outputs.weight" in names:
+        return "XLMRobertaForQuestionAnswering"
+    if "classifier.weight" in names:
+        return "XLMRobertaForTokenClassification"
+    return "XLMRobertaModel"

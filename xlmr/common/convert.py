@@ -1,0 +1,190 @@
+"""Checkpoint conversion between the four Hugging Face formats; ``tools/convert.py`` is its command line.
+
+The source is read lazily (safetensors are memory-mapped) and the target written tensor by tensor into a
+temporary folder that is renamed onto the destination only when complete, so peak memory stays near one copy
+of the weights and a crash never leaves a destination that looks valid.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Mapping
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from xlmr.common.config import CONFIG_NAME, XLMRobertaConfig
+from xlmr.common.io import atomic_directory
+from xlmr.common.loading import normalise_names
+from xlmr.common.weights import (ARCHITECTURES, WITH_POOLER, UnknownWeightError, infer_architecture, is_head_weight,
+                                 kind_of, parameter_shapes)
+
+FORMATS = ("safetensors", "pt", "tf", "flax")
+DTYPES = ("float32", "float16", "bfloat16")
+# Files a tokenizer may have in a checkpoint folder; copied as they are.
+TOKENIZER_FILES = ("sentencepiece.bpe.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "added_tokens.json")
+# The framework that reads each format natively, for --verify; safetensors is read by any of them.
+NATIVE_BACKEND = {"pt": "pt", "tf": "tf", "flax": "flax", "safetensors": None}
+# --verify with a narrower dtype: the largest output difference allowed, relative to the largest output.
+VERIFY_RELATIVE = {"float16": 5e-3, "bfloat16": 3e-2}
+
+
+class ConversionError(ValueError):
+    """A conversion that cannot be done; the message is one line naming the file, tensor or field."""
+
+
+def numpy_dtype(name: str) -> Any:
+    if name == "bfloat16":
+        import ml_dtypes  # installed with jax and tensorflow; needed only to write bfloat16
+
+        return ml_dtypes.bfloat16
+    return np.dtype(name)
+
+
+class _Cast(Mapping):
+    """A lazy view of a checkpoint that casts floating tensors to ``dtype`` one at a time, as the writer asks."""
+
+    def __init__(self, state: Mapping[str, Any], dtype: Any, on_read: Callable[[str], None] | None = None):
+        self._state, self._dtype, self._on_read = state, dtype, on_read
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        array = self._state[name]
+        if self._on_read:
+            self._on_read(name)
+        if self._dtype is None or not np.issubdtype(np.asarray(array).dtype, np.floating) and \
+                np.asarray(array).dtype.name != "bfloat16":
+            return np.asarray(array)
+        return np.asarray(array).astype(self._dtype, copy=False)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._state)
+
+    def __len__(self) -> int:
+        return len(self._state)
+
+
+def check_tensors_fit_config(state: Mapping[str, Any], config: XLMRobertaConfig, architecture: str,
+                             source: str) -> None:
+    """Raise ConversionError when a tensor is unknown, mis-shaped for config.json, or an encoder tensor is missing."""
+    expected = parameter_shapes(config, architecture)
+    if architecture not in WITH_POOLER:  # a head checkpoint may still carry HF's pooler
+        pooler = parameter_shapes(config, "XLMRobertaForMultipleChoice")
+        expected.update({k: v for k, v in pooler.items() if ".pooler." in k})
+    for name, array in state.items():
+        try:
+            kind_of(name)
+        except UnknownWeightError as e:
+            raise ConversionError(f"{source}: {e}") from None
+        shape = tuple(np.shape(array))
+        if name not in expected:
+            raise ConversionError(
+                f"{source}: tensor {name} {shape} does not fit {CONFIG_NAME} (a {architecture} with "
+                f"position_embedding_type={config.position_embedding_type!r}, "
+                f"add_cross_attention={config.add_cross_attention}, tie_word_embeddings={config.tie_word_embeddings})")
+        if shape != tuple(expected[name]):
+            raise ConversionError(f"{source}: tensor {name} has shape {shape} but {CONFIG_NAME} gives "
+                                  f"{tuple(expected[name])} (hidden_size={config.hidden_size}, vocab_size="
+                                  f"{config.vocab_size}, num_labels={config.num_labels})")
+    missing = [n for n in expected if n not in state and not is_head_weight(n, architecture)]
+    if missing:
+        raise ConversionError(f"{source}: {len(missing)} encoder tensor(s) missing, first {missing[0]}")
+
+
+def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool = False,
+            max_shard_size: str | int | None = None, progress: bool | None = None) -> dict[str, Any]:
+    """Convert the checkpoint folder ``src`` into ``dst`` in format ``to``; return a summary.
+
+    ``dst`` gets ``config.json``, the tokenizer files of ``src`` and the weights under HF's standard name.
+    ``src`` is never modified; ``dst`` appears whole or not at all, and is replaced only when ``force``.
+    """
+    from xlmr.common.checkpoint import find_checkpoint, read_checkpoint, save_pretrained
+
+    if to not in FORMATS:
+        raise ConversionError(f"unknown target format {to!r}; choose from {', '.join(FORMATS)}")
+    if dtype is not None and dtype not in DTYPES:
+        raise ConversionError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
+    if not os.path.isdir(src):
+        raise ConversionError(f"source checkpoint folder {src} does not exist")
+    if os.path.abspath(src) == os.path.abspath(dst):
+        raise ConversionError(f"destination {dst} is the source folder; choose another")
+    if os.path.exists(dst) and not force:
+        raise ConversionError(f"destination {dst} already exists; pass --force to replace it")
+    config = XLMRobertaConfig.from_pretrained(src)
+    fmt, files = find_checkpoint(src)
+    source = files[0] if len(files) == 1 else f"{src} ({len(files)} {fmt} shards)"
+    raw = read_checkpoint(src)
+    architecture = infer_architecture(raw, config)
+    state = normalise_names(raw, architecture)
+    if config.tie_word_embeddings:
+        state.pop("lm_head.decoder.weight", None)
+    check_tensors_fit_config(state, config, architecture, source)
+
+    total = sum(int(np.asarray(v).nbytes) for v in state.values())
+    bar = None
+    if progress or (progress is None and total > 100 * 2**20):
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(state), unit="tensor", desc=f"{fmt} -> {to}")
+    view = _Cast(state, numpy_dtype(dtype) if dtype else None, (lambda _: bar.update(1)) if bar else None)
+    with atomic_directory(dst, overwrite=force) as tmp:
+        written = save_pretrained(tmp, config, view, architecture, format=to, max_shard_size=max_shard_size)
+        for name in TOKENIZER_FILES:
+            if os.path.exists(os.path.join(src, name)):
+                shutil.copyfile(os.path.join(src, name), os.path.join(tmp, name))
+    if bar:
+        bar.close()
+    return {"source": source, "source_format": fmt, "architecture": architecture, "tensors": len(state),
+            "bytes": total, "written": [os.path.join(dst, os.path.basename(p)) for p in written]}
+
+
+def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | None = None,
+           backends: list[str] | None = None) -> dict[str, Any]:
+    """Run ``src`` and ``dst`` in their native frameworks on a fixed multilingual batch; compare the outputs.
+
+    Returns the largest difference, the tolerance and the backends used; raises ConversionError on a mismatch.
+    """
+    from xlmr.common.constants import tolerance
+    from xlmr.common.parity import class_config, compare, inputs_for, installed_backends, make_batch, run_backend
+
+    available = backends or installed_backends()
+    if not available:
+        raise ConversionError("--verify needs at least one of torch, tensorflow, flax installed")
+
+    def pick(fmt: str, avoid: str | None = None) -> str:
+        native = NATIVE_BACKEND[fmt]
+        if native is not None:
+            if native not in available:
+                raise ConversionError(f"--verify needs the {native} backend to read the {fmt} format")
+            return native
+        others = [b for b in available if b != avoid]
+        return (others or available)[0]
+
+    config = XLMRobertaConfig.from_pretrained(src)
+    from xlmr.common.checkpoint import read_checkpoint
+
+    architecture = infer_architecture(read_checkpoint(src).keys(), config)
+    src_backend = pick(src_format)
+    dst_backend = pick(dst_format, avoid=src_backend)
+    cfg = class_config(architecture, config)
+    batch = make_batch(src, cfg)
+    inputs = inputs_for(architecture, batch, cfg)
+    a = run_backend(src_backend, architecture, src, cfg, inputs)
+    b = run_backend(dst_backend, architecture, dst, cfg, inputs)
+    diff, worst = compare(a, b)
+    if dtype in VERIFY_RELATIVE:
+        scale = max(float(np.max(np.abs(v))) for v in a.values() if v.size)
+        limit, rule = VERIFY_RELATIVE[dtype] * scale, f"{VERIFY_RELATIVE[dtype]} x largest output {scale:.3g}"
+    else:
+        limit = tolerance("float32", config.hidden_size >= 768)
+        rule = f"{limit:g}"
+    result = {"architecture": architecture, "backends": [src_backend, dst_backend], "max_abs": diff,
+              "worst_output": worst, "tolerance": limit, "rule": rule, "inputs": batch.source}
+    if not diff <= limit:
+        raise ConversionError(f"--verify failed: {src} ({src_backend}) and {dst} ({dst_backend}) differ by "
+                              f"{diff:.3e} in {worst}, over the tolerance {rule}")
+    return result
+
+
+__all__ = ["ARCHITECTURES", "ConversionError", "FORMATS", "convert", "verify"]
