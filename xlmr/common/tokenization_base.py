@@ -144,8 +144,9 @@ def check_truncation(strategy: str, max_length: int, first: int, second: int | N
                          f"{first} tokens (+{n_special} special) exceeds max_length={max_length}")
     kept, name = (second or 0, "second") if strategy == "only_first" else (first, "first")
     if strategy != "longest_first" and kept > budget:
-        raise ValueError(f"truncation={strategy!r} cannot reach max_length={max_length}: {what} and "
-                         f"{n_special} special tokens, so the {name} text alone exceeds the {budget} tokens left")
+        raise ValueError(f"truncation={strategy!r} cannot reach max_length={max_length}: {what}; after {n_special} "
+                         f"special tokens {budget} are left, fewer than the {kept} tokens of the {name} text, which "
+                         f"{strategy!r} does not shorten")
 
 
 def truncate(ids: list[int], pair_ids: list[int] | None, strategy: str, max_length: int | None,
@@ -427,8 +428,8 @@ class TokenizerBase:
         ids = token_ids.tolist() if hasattr(token_ids, "tolist") else token_ids
         ids = [ids] if isinstance(ids, int) else [int(i) for i in ids]
         text = self._decode(ids, skip_special_tokens)
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
-        return clean_up_tokenization(text) if clean else text
+        clean = clean_up_tokenization_spaces
+        return clean_up_tokenization(text) if (self.clean_up_tokenization_spaces if clean is None else clean) else text
 
     def batch_decode(self, sequences: Any, skip_special_tokens: bool = False,
                      clean_up_tokenization_spaces: bool | None = None) -> list[str]:
