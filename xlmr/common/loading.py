@@ -29,7 +29,7 @@ logger = logging.getLogger("xlmr")
 
 _ROBERTA = "roberta."
 # Buffers that old HF checkpoints carry and no class needs.
-_BUFFERS = ("embeddings.position_ids",)
+_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 
 class WeightsError(ValueError):

@@ -1,0 +1,130 @@
+"""What the checkpoint readers and writers share: the error types, dtypes (bfloat16 with or without ml_dtypes),
+memory maps. No deep-learning framework is imported here or by any ``checkpoint_*`` module.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+from typing import Any
+
+import numpy as np
+
+from xlmr.common.weights import UnknownWeightError
+
+try:  # ml_dtypes ships with jax and tensorflow; without it bfloat16 tensors are widened to float32.
+    import ml_dtypes
+
+    BFLOAT16: np.dtype | None = np.dtype(ml_dtypes.bfloat16)
+except ImportError:  # pragma: no cover - exercised by monkeypatching BFLOAT16 in the tests
+    BFLOAT16 = None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, corrupt or holds something that is not an XLM-R weight.
+
+    The message names the file (and the tensor where one is at fault).
+    """
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    """The checkpoint path, or a shard an index lists, does not exist."""
+
+
+class UnknownTensorError(CheckpointError, UnknownWeightError):
+    """A checkpoint tensor whose name maps to no XLM-R weight (also an ``UnknownWeightError``)."""
+
+
+# Numeric dtypes a checkpoint may hold, by numpy name. bfloat16 travels as its uint16 bit pattern.
+DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool")
+_FLOATS = ("float64", "float32", "float16", "bfloat16")
+
+
+def dtype_name(array: Any) -> str:
+    """The numpy name of an array's dtype ('bfloat16' for ml_dtypes' bfloat16)."""
+    name = np.dtype(array.dtype).name
+    if name not in DTYPE_NAMES:
+        raise CheckpointError(f"dtype {name} cannot be stored in a checkpoint; use one of {', '.join(DTYPE_NAMES)}")
+    return name
+
+
+def target_dtype(dtype: Any) -> str | None:
+    """Normalise the ``dtype`` argument of the writers ("bf16", np.float16, "float32", None) to a numpy name."""
+    if dtype is None:
+        return None
+    aliases = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32", "float": "float32"}
+    name = aliases.get(dtype, dtype) if isinstance(dtype, str) else None
+    if name is None:
+        name = np.dtype(dtype).name
+    if name not in _FLOATS:
+        raise ValueError(f"dtype={dtype!r} is not a floating-point type; use one of {', '.join(_FLOATS)}")
+    return name
+
+
+def stored_dtype(array: Any, dtype: str | None) -> str:
+    """The dtype name a tensor is written with: ``dtype`` for floating tensors when given, else its own."""
+    name = dtype_name(np.asarray(array))
+    return dtype if dtype is not None and name in _FLOATS else name
+
+
+def encode(array: Any, dtype: str | None) -> tuple[str, np.ndarray]:
+    """(stored dtype name, C-contiguous array holding exactly the bytes to write) for one tensor.
+
+    Floating tensors are cast to ``dtype`` when given; bfloat16 comes back as its uint16 bit pattern.
+    """
+    array = np.asarray(array)
+    name = stored_dtype(array, dtype)
+    if name == "bfloat16":
+        return name, np.ascontiguousarray(bfloat16_bits(array))
+    return name, np.ascontiguousarray(array, dtype=np.dtype(name))
+
+
+def itemsize(name: str) -> int:
+    return 2 if name == "bfloat16" else np.dtype(name).itemsize
+
+
+def storage_dtype(name: str) -> np.dtype:
+    """The numpy dtype whose bytes a reader views the stored data as (uint16 for bfloat16)."""
+    if name not in DTYPE_NAMES:
+        raise KeyError(name)
+    return np.dtype(np.uint16) if name == "bfloat16" else np.dtype(name)
+
+
+def decode(array: np.ndarray, name: str) -> np.ndarray:
+    """Stored data (viewed as ``storage_dtype(name)``) -> the array a reader returns."""
+    return bfloat16_from_bits(array) if name == "bfloat16" else array
+
+
+def bfloat16_from_bits(bits: np.ndarray) -> np.ndarray:
+    """uint16 bit patterns -> bfloat16 (a zero-copy view with ml_dtypes) or, without it, the exact float32."""
+    if BFLOAT16 is not None:
+        return bits.view(BFLOAT16)
+    return (bits.astype(np.uint32) << 16).view(np.float32)
+
+
+def bfloat16_bits(array: np.ndarray) -> np.ndarray:
+    """Any float array -> bfloat16 bit patterns (uint16), rounding to nearest even like every framework does."""
+    if array.dtype.name == "bfloat16":
+        return array.view(np.uint16)
+    if BFLOAT16 is not None:
+        return array.astype(BFLOAT16).view(np.uint16)
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    rounded = ((bits + (np.uint32(0x7FFF) + ((bits >> 16) & 1))) >> 16).astype(np.uint16)
+    return np.where(np.isnan(array), np.uint16(0x7FC0), rounded)
+
+
+def map_file(path: str) -> mmap.mmap:
+    """Map a whole file copy-on-write: arrays viewing it cost no memory until read, and writes stay private.
+
+    Checkpoints are replaced by rename (``xlmr.common.io``), so a mapping outlives a later save to the same path.
+    """
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise CheckpointError(f"{path}: the file is empty (an interrupted download or copy?)")
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+
+
+def check_not_lfs_pointer(path: str, head: bytes) -> None:
+    """A Git LFS pointer is a tiny text file sitting where the weights should be; say so plainly."""
+    if head.startswith(b"version https://git-lfs"):
+        raise CheckpointError(f"{path} is a Git LFS pointer, not the weights: run `git lfs pull` in its folder")
