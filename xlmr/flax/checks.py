@@ -1,0 +1,99 @@
+"""Input validation that also works under ``jit``: the traced counterpart of ``xlmr.common.inputs.check_inputs``.
+
+A model called with concrete arrays validates them itself. Inside ``jax.jit`` / ``nnx.jit`` its inputs are
+tracers: shapes (hence the sequence length against the position limit) are still checked when tracing, but
+values are unknown, and an id outside the table would be gathered silently (JAX fills or clamps). Two remedies:
+
+* validate before the jitted call (``xlmr.common.inputs.check_inputs`` on the numpy batch), or
+* ``checked_call(model, **inputs)``: one jitted program that checks the values on device with
+  ``jax.experimental.checkify`` and runs the model; it raises the same ValueError text as an eager call.
+
+Example:
+    >>> import numpy as np
+    >>> from xlmr import XLMRobertaConfig
+    >>> from xlmr.flax import XLMRobertaModel, checked_call
+    >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+    ...                           intermediate_size=37, max_position_embeddings=64)
+    >>> model = XLMRobertaModel(config)
+    >>> checked_call(model, input_ids=np.array([[0, 5, 2]])).last_hidden_state.shape
+    (1, 3, 32)
+    >>> checked_call(model, input_ids=np.array([[0, 500, 2]]))
+    Traceback (most recent call last):
+    ...
+    ValueError: input_ids holds 500 at (0, 1), outside [0, 100) set by config.vocab_size=100
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from jax.experimental import checkify
+
+from xlmr.common.config import XLMRobertaConfig
+from xlmr.common.inputs import out_of_range_message
+from xlmr.flax.layers import KVCache
+
+_SUFFIX = " (`check` failed)"  # what checkify appends to a message
+
+
+def _template(tensor: str, ndim: int, high: int, field: str) -> str:
+    """``out_of_range_message`` with ``{}`` where the value and the index go (the message names both)."""
+    text = out_of_range_message(tensor, "{}", None, 0, high, field)
+    index = "(" + ", ".join(["{}"] * ndim) + ("," if ndim == 1 else "") + ")"
+    return text.replace("holds {}", "holds {} at " + index, 1)
+
+
+def traced_checks(config: XLMRobertaConfig, inputs: dict[str, Any]) -> None:
+    """checkify checks of the values ``check_inputs`` verifies eagerly (ids, token types, positions, cache room).
+
+    Multiple-choice inputs (batch, choices, seq) are checked flattened, as the model sees them.
+    """
+    limits = {"input_ids": ("vocab_size", config.vocab_size),
+              "token_type_ids": ("type_vocab_size", config.type_vocab_size),
+              "position_ids": ("max_position_embeddings", config.max_position_embeddings)}
+    for name, (field, high) in limits.items():
+        x = inputs.get(name)
+        if x is None:
+            continue
+        x = jnp.asarray(x)
+        if x.ndim == 3:
+            x = x.reshape(-1, x.shape[-1])
+        bad = (x < 0) | (x >= high)
+        first = jnp.argmax(bad.reshape(-1))
+        index = jnp.unravel_index(first, x.shape)
+        checkify.check(~bad.any(), _template(name, x.ndim, high, field), x.reshape(-1)[first], *index)
+    cache = inputs.get("past_key_values")
+    if isinstance(cache, KVCache):
+        ids = inputs.get("input_ids")
+        length = (ids if ids is not None else inputs["inputs_embeds"]).shape[1]
+        from xlmr.flax.models import cache_overflow_message
+        checkify.check(cache.index + length <= cache.max_length,
+                       cache_overflow_message(length, "{}", cache.max_length), cache.index)
+
+
+def _is_static(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, str))
+
+
+@nnx.jit(static_argnames=("static",))
+def _checked_forward(model: nnx.Module, arrays: dict[str, Any], static: tuple) -> tuple[Any, Any]:
+    error, _ = checkify.checkify(lambda a: traced_checks(model.config, a))(arrays)
+    return error, model(**arrays, **dict(static))
+
+
+def checked_call(model: nnx.Module, **inputs: Any) -> Any:
+    """``model(**inputs)`` compiled once per input shape, with on-device value checks; raises ValueError.
+
+    Booleans and None are compile-time constants; arrays (numpy or JAX), caches and labels are traced.
+    The values are checked before the result is returned, so a bad batch never yields silent output.
+    """
+    arrays = {k: v for k, v in inputs.items() if not _is_static(v)}
+    static = tuple(sorted((k, v) for k, v in inputs.items() if _is_static(v)))
+    error, out = _checked_forward(model, arrays, static)
+    message = error.get()
+    if message is not None:
+        raise ValueError(message.removesuffix(_SUFFIX))
+    return out
