@@ -8,7 +8,7 @@ and scatters the results back into the caller's order.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -49,3 +49,27 @@ def plan_buckets(sequences: Sequence[Sequence[int]], pad_token_id: int, max_toke
 
 def padded_tokens(buckets: list[Bucket]) -> int:
     return int(sum(b.input_ids.size for b in buckets))
+
+
+# Outputs that ``encode_batched`` returns per sequence (hidden states and attentions are not gathered).
+PER_SEQUENCE_FIELDS = ("last_hidden_state", "pooler_output", "logits", "start_logits", "end_logits")
+
+
+def _per_token(name: str, value: np.ndarray) -> bool:
+    """Whether an output has a sequence axis to trim: token-level logits and states are (batch, seq, features)."""
+    return name in ("start_logits", "end_logits") or value.ndim == 3
+
+
+def encode_batched(run_bucket: Callable[[np.ndarray, np.ndarray], dict[str, np.ndarray]],
+                   sequences: Sequence[Sequence[int]], pad_token_id: int, max_tokens: int = 4096,
+                   max_batch: int = 64, pad_to_multiple_of: int = 8) -> list[dict[str, np.ndarray]]:
+    """Run ``run_bucket(input_ids, attention_mask)`` over length buckets; return each sequence's outputs, unpadded,
+    in the caller's order. A backend's ``encode_batched`` supplies ``run_bucket`` for its model."""
+    results: list[dict[str, np.ndarray] | None] = [None] * len(sequences)
+    for bucket in plan_buckets(sequences, pad_token_id, max_tokens, max_batch, pad_to_multiple_of):
+        outputs = run_bucket(bucket.input_ids, bucket.attention_mask)
+        for row, index in enumerate(bucket.indices):
+            n = len(sequences[index])
+            results[index] = {name: value[row, :n] if _per_token(name, value) else value[row]
+                              for name, value in outputs.items() if name in PER_SEQUENCE_FIELDS}
+    return results  # type: ignore[return-value]

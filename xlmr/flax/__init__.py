@@ -12,6 +12,7 @@ Example:
 Importing this package imports JAX and Flax only, and registers the output classes as pytrees.
 """
 
+from xlmr.flax.batched import encode_batched
 from xlmr.flax.checks import checked_call
 from xlmr.flax.layers import KVCache
 from xlmr.flax.models import (
@@ -42,5 +43,5 @@ __all__ = [
     "FlaxXLMRobertaPreTrainedModel", "FlaxXLMRobertaModel", "FlaxXLMRobertaForCausalLM",
     "FlaxXLMRobertaForMaskedLM", "FlaxXLMRobertaForSequenceClassification", "FlaxXLMRobertaForMultipleChoice",
     "FlaxXLMRobertaForTokenClassification", "FlaxXLMRobertaForQuestionAnswering",
-    "KVCache", "checked_call",
+    "KVCache", "checked_call", "encode_batched",
 ]

@@ -32,6 +32,7 @@ if keras.backend.backend() != "tensorflow":
     raise ImportError(f"xlmr.tf runs on Keras' TensorFlow backend, but Keras uses {keras.backend.backend()!r}: "
                       f"{_FIX}")
 
+from xlmr.tf.batched import encode_batched  # noqa: E402
 from xlmr.tf.checks import checked_call  # noqa: E402
 from xlmr.tf.models import (  # noqa: E402
     XLMRobertaForCausalLM,
@@ -60,5 +61,5 @@ __all__ = [
     "XLMRobertaForQuestionAnswering",
     "TFXLMRobertaPreTrainedModel", "TFXLMRobertaModel", "TFXLMRobertaForCausalLM", "TFXLMRobertaForMaskedLM",
     "TFXLMRobertaForSequenceClassification", "TFXLMRobertaForMultipleChoice", "TFXLMRobertaForTokenClassification",
-    "TFXLMRobertaForQuestionAnswering", "checked_call",
+    "TFXLMRobertaForQuestionAnswering", "checked_call", "encode_batched",
 ]
