@@ -35,7 +35,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF and XLA C++ chatter (CUDA probes) on stderr
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHAPES = ("base", "large")

@@ -19,7 +19,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TF and XLA C++ chatter (CUDA probes) on stderr
 
 from xlmr.common.parity import BACKENDS, DEFAULT_CHECKPOINT, check_checkpoint, installed_backends  # noqa: E402
 from xlmr.common.weights import ARCHITECTURES  # noqa: E402
