@@ -158,7 +158,10 @@ def _runner_ours(backend: str, config, dtype: str):
         import tensorflow as tf
         from xlmr.tf import XLMRobertaModel
 
-        model = XLMRobertaModel(config, seed=0, **({"dtype": "bfloat16"} if dtype == "bfloat16" else {}))
+        if dtype == "bfloat16":  # Keras' mixed policy: bf16 matmuls, float32 variables, softmax and LayerNorm
+            import keras
+            keras.mixed_precision.set_global_policy("mixed_bfloat16")
+        model = XLMRobertaModel(config, seed=0)
         fn = tf.function(lambda i, m: model(input_ids=i, attention_mask=m, training=False)[0], jit_compile=True)
         return lambda ids, mask: fn(tf.constant(ids), tf.constant(mask)).numpy()
     import jax

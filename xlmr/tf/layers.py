@@ -62,19 +62,23 @@ class Embedding(keras.layers.Layer):
     """A lookup table with Keras' variable name ``embeddings``.
 
     Not ``keras.layers.Embedding``: that one wraps negative ids to the end of the table, which would turn a bad
-    id into a plausible vector; this one is a plain ``tf.gather`` behind the model's input checks.
+    id into a plausible vector; this one is a plain ``tf.gather`` behind the model's input checks. Like PyTorch's
+    ``Embedding(padding_idx=...)``, the ``padding_idx`` row gets no gradient (its value is used unchanged).
     """
 
-    def __init__(self, input_dim: int, output_dim: int, **kwargs: Any):
+    def __init__(self, input_dim: int, output_dim: int, padding_idx: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
-        self.input_dim, self.output_dim = input_dim, output_dim
+        self.input_dim, self.output_dim, self.padding_idx = input_dim, output_dim, padding_idx
 
     def build(self, input_shape: Any = None) -> None:
         self.embeddings = self.add_weight(shape=(self.input_dim, self.output_dim), initializer="zeros",
                                           name="embeddings")
 
     def call(self, ids: tf.Tensor) -> tf.Tensor:
-        return tf.gather(tf.cast(self.embeddings, self.compute_dtype), ids)
+        vectors = tf.gather(tf.cast(self.embeddings, self.compute_dtype), ids)
+        if self.padding_idx is None:
+            return vectors
+        return tf.where(tf.equal(ids, self.padding_idx)[..., None], tf.stop_gradient(vectors), vectors)
 
 
 class Embeddings(keras.layers.Layer):
@@ -83,8 +87,9 @@ class Embeddings(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, **kwargs: Any):
         super().__init__(**kwargs)
         self.config = config
-        self.word_embeddings = Embedding(config.vocab_size, config.hidden_size, name="word_embeddings")
-        self.position_embeddings = Embedding(config.max_position_embeddings, config.hidden_size,
+        self.word_embeddings = Embedding(config.vocab_size, config.hidden_size, config.pad_token_id,
+                                         name="word_embeddings")
+        self.position_embeddings = Embedding(config.max_position_embeddings, config.hidden_size, config.pad_token_id,
                                              name="position_embeddings")
         self.token_type_embeddings = Embedding(config.type_vocab_size, config.hidden_size,
                                                name="token_type_embeddings")
