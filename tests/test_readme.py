@@ -31,3 +31,55 @@ def test_torch_requirement_resolves_to_the_cpu_wheel_here():
     text = open(os.path.join(ROOT, "pyproject.toml"), encoding="utf-8").read()
     spec = re.search(r'torch = \["torch([^"]*)"\]', text).group(1)
     assert "<2.14" in spec and ">=2.4" in spec
+
+
+def _python_blocks() -> list[str]:
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def _run_block(code: str, tmp_path) -> str:
+    import subprocess
+    import sys
+
+    script = tmp_path / "example.py"
+    script.write_text(code.replace('"/tmp/served"', repr(str(tmp_path / "served"))))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=ROOT, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_readme_pytorch_example_predicts_what_flax_predicts(tmp_path):
+    block = next(b for b in _python_blocks() if "xlmr.pt" in b)
+    printed = _run_block(block, tmp_path).strip().splitlines()[-1]
+    import numpy as np
+    from xlmr import XLMRobertaTokenizerFast
+    from xlmr.flax import XLMRobertaForMaskedLM
+
+    tok = XLMRobertaTokenizerFast.from_pretrained(os.path.join(ROOT, "xlmr", "assets", "default"))
+    model = XLMRobertaForMaskedLM.from_pretrained(os.path.join(ROOT, "xlmr", "assets", "default"))
+    batch = tok(["Hello <mask>!", "Bonjour le <mask>."], padding=True, return_tensors="np")
+    logits = np.asarray(model(**batch).logits)
+    where = batch["input_ids"] == tok.mask_token_id
+    assert printed == str(tok.convert_ids_to_tokens(logits[where].argmax(-1).tolist()))
+
+
+def test_readme_tensorflow_example_exports_a_model_that_reloads_identically(tmp_path):
+    block = next(b for b in _python_blocks() if "xlmr.tf" in b)
+    check = ("\nreloaded = tf.saved_model.load(" + repr(str(tmp_path / "served")) + ")\n"
+             "ids = tf.constant(enc['input_ids'].astype('int32')); mask = tf.constant(enc['attention_mask'].astype('int32'))\n"
+             "served = reloaded.signatures['serving_default'](input_ids=ids, attention_mask=mask)\n"
+             "served = list(served.values())[0].numpy()\n"
+             "direct = model(input_ids=ids, attention_mask=mask).logits.numpy()\n"
+             "print(float(abs(served - direct).max()), served.shape)\n")
+    out = _run_block(block + check, tmp_path).strip().splitlines()[-1]
+    diff, shape = out.split(" ", 1)
+    assert float(diff) < 1e-6 and shape == "(3, 3)"
+
+
+def test_readme_flax_example_step_lowers_the_loss(tmp_path):
+    block = next(b for b in _python_blocks() if "xlmr.flax" in b)
+    check = "\nmodel.eval()\nprint(float(loss), float(model(**enc, labels=labels).loss))\n"
+    before, after = map(float, _run_block(block + check, tmp_path).strip().splitlines()[-1].split())
+    assert after < before
