@@ -28,7 +28,37 @@ def test_buckets_cover_every_sequence_once_and_save_padding():
             np.testing.assert_array_equal(b.input_ids[row, :n], SEQUENCES[i])
             assert b.attention_mask[row].sum() == n and np.all(b.input_ids[row, n:] == 1)
     naive = len(SEQUENCES) * 72  # one batch padded to the longest (70 -> 72)
-    assert padded_tokens(buckets) == 72 + 2 * 64 + 5 * 24 + 8 < 0.55 * naive  # [70] [60 33] [17 12 9 8 3] [1]
+    assert padded_tokens(buckets) == 72 + 64 + 2 * 40 + 5 * 16 < 0.5 * naive  # [70] [60] [33 17] [12 9 8 3 1]
+
+
+def _cheapest_by_enumeration(lengths, max_tokens, max_batch, call_cost, multiple=8):
+    """Every way of cutting the sorted lengths into consecutive runs, priced independently of plan_buckets."""
+    widths = [-(-n // multiple) * multiple for n in sorted(lengths, reverse=True)]
+    best = None
+    for cuts in range(2 ** (len(widths) - 1)):
+        runs, run = [], [widths[0]]
+        for k, w in enumerate(widths[1:]):
+            if cuts >> k & 1:
+                runs.append(run)
+                run = []
+            run.append(w)
+        runs.append(run)
+        if any(len(r) > max_batch or (len(r) > 1 and len(r) * r[0] > max_tokens) for r in runs):
+            continue
+        cost = sum(len(r) * r[0] + call_cost for r in runs)
+        best = cost if best is None else min(best, cost)
+    return best
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_buckets_are_the_cheapest_split(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 200, 10)
+    seqs = [[5] * int(n) for n in lengths]
+    max_tokens, max_batch, call_cost = int(rng.choice([256, 512])), int(rng.choice([3, 64])), int(rng.choice([0, 32]))
+    buckets = plan_buckets(seqs, 1, max_tokens=max_tokens, max_batch=max_batch, call_cost=call_cost)
+    cost = padded_tokens(buckets) + call_cost * len(buckets)
+    assert cost == _cheapest_by_enumeration(lengths, max_tokens, max_batch, call_cost)
 
 
 def test_empty_sequence_is_rejected():

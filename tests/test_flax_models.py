@@ -416,6 +416,22 @@ def test_jit_does_not_see_values_but_checked_call_passes_good_inputs_through(zoo
     assert max_diff(eager.last_hidden_state, ours(**GOOD).last_hidden_state) == 0.0
 
 
+def test_checked_call_in_train_mode_draws_the_dropout_masks_an_eager_call_draws():
+    import copy
+
+    config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                              intermediate_size=37, max_position_embeddings=40)
+    model = F.XLMRobertaModel(config)
+    model.train()
+    twin = copy.deepcopy(model)
+    ids = np.array([[0, 5, 6, 7, 2]])
+    for _ in range(2):  # the second call must see the rng state the first one advanced, in both
+        checked = F.checked_call(model, input_ids=ids).last_hidden_state
+        eager = twin(input_ids=ids).last_hidden_state
+        assert max_diff(checked, eager) <= ATOL
+    assert max_diff(F.checked_call(model, input_ids=ids).last_hidden_state, checked) > 1e-3  # new masks
+
+
 def test_too_long_sequence_raises_eagerly_and_at_trace_time(zoo):
     _, ours, _ = zoo.get("XLMRobertaModel")
     config = ours.config

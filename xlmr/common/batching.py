@@ -21,10 +21,13 @@ class Bucket:
 
 
 def plan_buckets(sequences: Sequence[Sequence[int]], pad_token_id: int, max_tokens: int = 4096,
-                 max_batch: int = 64, pad_to_multiple_of: int = 8) -> list[Bucket]:
+                 max_batch: int = 64, pad_to_multiple_of: int = 8, call_cost: int = 32) -> list[Bucket]:
     """Split ``sequences`` (lists of token ids) into length-sorted buckets of at most ``max_tokens`` padded tokens.
 
-    Lengths are rounded up to ``pad_to_multiple_of`` so that a backend compiling per shape (XLA) sees few shapes.
+    The split is the cheapest one: sequences sorted by length are cut into consecutive runs, each padded to its
+    longest member (rounded up to ``pad_to_multiple_of``, so that a backend compiling per shape sees few widths),
+    minimising padded tokens plus ``call_cost`` tokens per bucket (the fixed cost of one model call). A run holds
+    at most ``max_batch`` sequences and ``max_tokens`` tokens; a sequence longer than ``max_tokens`` goes alone.
     """
     if not sequences:
         return []
@@ -32,10 +35,20 @@ def plan_buckets(sequences: Sequence[Sequence[int]], pad_token_id: int, max_toke
     if lengths.min() < 1:
         raise ValueError(f"sequence {int(np.argmin(lengths))} is empty; every sequence needs at least one token")
     order = np.argsort(-lengths, kind="stable")
+    widths = -(-lengths[order] // pad_to_multiple_of) * pad_to_multiple_of
+    n = len(order)
+    # best[i]: cheapest cost of bucketing order[i:]; take[i]: how many sequences the first bucket of that holds.
+    best = np.zeros(n + 1)
+    take = np.zeros(n, np.int64)
+    for i in range(n - 1, -1, -1):
+        most = max(1, min(max_batch, max_tokens // int(widths[i]), n - i))
+        counts = np.arange(1, most + 1)
+        costs = counts * widths[i] + call_cost + best[i + counts]
+        k = int(np.argmin(costs))
+        take[i], best[i] = counts[k], costs[k]
     buckets, start = [], 0
-    while start < len(order):
-        width = int(-(-lengths[order[start]] // pad_to_multiple_of) * pad_to_multiple_of)
-        count = max(1, min(max_batch, max_tokens // width, len(order) - start))
+    while start < n:
+        count, width = int(take[start]), int(widths[start])
         idx = order[start:start + count]
         ids = np.full((count, width), pad_token_id, np.int64)
         mask = np.zeros((count, width), np.int64)
