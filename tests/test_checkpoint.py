@@ -298,6 +298,44 @@ def test_what_we_write_reads_back_identically(hf, case, fmt, tmp_path):
     assert_same(fold(read_checkpoint(tmp_path), source["tied"]), state)
 
 
+def _resident_kib(array):
+    """Resident KiB of the pages behind ``array``, from /proc/self/smaps of the mapping that holds them."""
+    address = array.__array_interface__["data"][0]
+    with open("/proc/self/smaps") as f:
+        inside = False
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                low, high = (int(x, 16) for x in head.split("-"))
+                inside = low <= address < high
+            elif inside and head == "Rss:":
+                return int(line.split()[1])
+    raise AssertionError("no mapping holds the array")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc")
+@pytest.mark.parametrize("fmt", ["safetensors", "pt", "flax"])
+def test_release_pages_drops_a_read_tensors_pages_and_keeps_its_values(hf, fmt, tmp_path):
+    from xlmr.common.checkpoint_base import release_pages
+
+    from xlmr.common.init import initial_weights
+    from xlmr.common.weights import parameter_shapes
+
+    source = hf["masked_lm"]
+    config = source["config"].replace(vocab_size=4096)  # a 4096 x 32 float32 table: 128 pages
+    big = initial_weights(parameter_shapes(config, source["arch"]), config, seed=0)
+    save_pretrained(tmp_path, config, big, source["arch"], format=fmt)
+    mapped = read_checkpoint(tmp_path)["roberta.embeddings.word_embeddings.weight"]
+    expected = big["roberta.embeddings.word_embeddings.weight"]
+    np.testing.assert_array_equal(mapped, expected)  # reading makes the pages resident
+    before = _resident_kib(mapped)
+    assert release_pages(mapped)
+    assert _resident_kib(mapped) <= before - mapped.nbytes // 1024 + 8  # all but the pages shared with neighbours
+    np.testing.assert_array_equal(mapped, expected)  # and a later read brings the same numbers back
+    assert not release_pages(expected)  # an array of our own memory is left alone
+    assert not release_pages(np.ones(3))
+
+
 @pytest.mark.parametrize("fmt", ["safetensors", "pt", "flax"])
 @pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
 def test_dtype_cast_matches_torch_rounding(hf, fmt, dtype, tmp_path):

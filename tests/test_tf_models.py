@@ -444,6 +444,20 @@ def test_save_pretrained_round_trips_every_format_and_hf_pytorch_reads_it(fmt, t
                                    atol=TOLERANCE_FP32, rtol=0)
 
 
+def test_loading_in_row_blocks_gives_the_same_model(monkeypatch, tmp_path):
+    # from_pretrained writes large tensors into their variables in row blocks, dropping each block's file pages;
+    # with a tiny block every matrix goes that way, and the logits must still be HF's.
+    hf, ours, _ = loaded("XLMRobertaForMaskedLM")
+    ours.save_pretrained(tmp_path)
+    monkeypatch.setattr(xtf.models, "_ASSIGN_BLOCK", 3 * 4 * 32)  # three rows of a 32-wide float32 matrix
+    again = xtf.XLMRobertaForMaskedLM.from_pretrained(tmp_path)
+    expected = run_hf(hf, input_ids=IDS, attention_mask=MASK).logits.numpy()
+    np.testing.assert_allclose(again(input_ids=IDS, attention_mask=MASK).logits.numpy(), expected,
+                               atol=TOLERANCE_FP32, rtol=0)
+    for name, value in ours.canonical_state().items():
+        np.testing.assert_array_equal(again.canonical_state()[name], value, err_msg=name)
+
+
 _HF_TF_SCRIPT = r"""
 import json, sys, numpy as np, transformers
 ours_h5, pt_folder, hf_tf_out = sys.argv[1:4]

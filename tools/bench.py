@@ -83,8 +83,37 @@ def run_worker(task: dict, env: dict | None = None, timeout: int = 3600) -> dict
     return json.loads(out.strip().splitlines()[-1])
 
 
+def reset_peak_rss() -> None:
+    """Start this process's RSS high-water mark afresh. Linux carries it over fork and exec, so a worker started
+    by a big parent would otherwise report the parent's peak (``clear_refs`` value 5 resets it)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def peak_rss_bytes() -> int:
+    """The RSS high-water mark since ``reset_peak_rss`` (Linux ``VmHWM``), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss_bytes() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return peak_rss_bytes()
 
 
 # ================================================================================================ workers
@@ -294,22 +323,48 @@ def worker_mixed(task: dict) -> dict:
             "seconds_bucketed": t_bucketed, "seconds_real_tokens": t_dense * int(lengths.sum()) / dense.size}
 
 
+def worker_make_checkpoint(task: dict) -> dict:
+    from xlmr.common.checkpoint import save_pretrained
+    from xlmr.common.config import XLMRobertaConfig
+    from xlmr.common.init import initial_weights
+    from xlmr.common.weights import parameter_shapes
+
+    config = XLMRobertaConfig.named(task["shape"])
+    arch = task["architecture"]
+    save_pretrained(task["dst"], config, initial_weights(parameter_shapes(config, arch), config, seed=0), arch)
+    return {"bytes": sum(os.path.getsize(os.path.join(task["dst"], f)) for f in os.listdir(task["dst"]))}
+
+
 def worker_convert(task: dict) -> dict:
     from xlmr.common.convert import convert
 
+    import xlmr.common.checkpoint  # noqa: F401  (what every conversion imports; not part of the measurement)
+    base = current_rss_bytes()
+    reset_peak_rss()
     start = time.perf_counter()
     convert(task["src"], task["dst"], task["to"], force=True, progress=False)
-    return {"seconds": time.perf_counter() - start, "peak_rss": peak_rss_bytes()}
+    return {"seconds": time.perf_counter() - start, "peak_rss": peak_rss_bytes(), "rss_before": base}
 
 
 def worker_load(task: dict) -> dict:
     import importlib
 
     module = importlib.import_module(f"xlmr.{task['backend']}")
-    base = peak_rss_bytes()
+    base = current_rss_bytes()
+    reset_peak_rss()
     start = time.perf_counter()
-    module.XLMRobertaForMaskedLM.from_pretrained(task["path"])
-    return {"seconds": time.perf_counter() - start, "peak_rss": peak_rss_bytes(), "rss_after_import": base}
+    model = module.XLMRobertaForMaskedLM.from_pretrained(task["path"])
+    seconds, peak = time.perf_counter() - start, peak_rss_bytes()
+    # Memory-mapped weights become resident when first used: the peak through one short forward pass too.
+    import numpy as np
+    ids = np.array([[0, 100, 200, 300, 2]], np.int32 if task["backend"] == "tf" else np.int64)
+    if task["backend"] == "pt":
+        import torch
+        with torch.inference_mode():
+            model(input_ids=torch.from_numpy(ids))
+    else:
+        model(input_ids=ids)
+    return {"seconds": seconds, "peak_rss": peak, "rss_after_import": base, "peak_rss_forward": peak_rss_bytes()}
 
 
 def worker_tokenizer(task: dict) -> dict:
@@ -336,7 +391,7 @@ def worker_tokenizer(task: dict) -> dict:
     return {"paragraphs": len(texts), "results": out}
 
 
-WORKERS = {"peak": worker_peak, "forward": worker_forward, "mixed": worker_mixed, "convert": worker_convert,
+WORKERS = {"make_checkpoint": worker_make_checkpoint, "peak": worker_peak, "forward": worker_forward, "mixed": worker_mixed, "convert": worker_convert,
            "load": worker_load, "tokenizer": worker_tokenizer}
 
 
@@ -409,20 +464,14 @@ def section_mixed(args) -> list[dict]:
 
 
 def section_convert(args) -> dict:
-    from xlmr.common.checkpoint import save_pretrained
-    from xlmr.common.config import XLMRobertaConfig
-    from xlmr.common.init import initial_weights
-    from xlmr.common.weights import parameter_shapes
-
     work = tempfile.mkdtemp(prefix="xlmr-bench-")
     try:
-        config = XLMRobertaConfig.named("base")
-        arch = "XLMRobertaForMaskedLM"
         sources = {"safetensors": os.path.join(work, "safetensors")}
-        save_pretrained(sources["safetensors"], config,
-                        initial_weights(parameter_shapes(config, arch), config, seed=0), arch)
-        size = sum(os.path.getsize(os.path.join(sources["safetensors"], f))
-                   for f in os.listdir(sources["safetensors"]))
+        made = run_worker({"kind": "make_checkpoint", "shape": "base", "architecture": "XLMRobertaForMaskedLM",
+                           "dst": sources["safetensors"]})
+        if "error" in made:
+            return {"error": f"making the checkpoint: {made['error']}"}
+        size = made["bytes"]
         for fmt in ("pt", "tf", "flax"):
             sources[fmt] = os.path.join(work, fmt)
             r = run_worker({"kind": "convert", "src": sources["safetensors"], "dst": sources[fmt], "to": fmt})
@@ -435,15 +484,15 @@ def section_convert(args) -> dict:
                     continue
                 r = run_worker({"kind": "convert", "src": src, "dst": os.path.join(work, "out"), "to": to})
                 pairs.append({"from": src_fmt, "to": to, **r,
-                              **({"rss_ratio": r["peak_rss"] / size} if "peak_rss" in r else {})})
+                              **({"rss_ratio": (r["peak_rss"] - r["rss_before"]) / size} if "peak_rss" in r else {})})
                 print(f"convert {src_fmt:11} -> {to:11} {r}", file=sys.stderr, flush=True)
                 shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
         loads = []
         for backend in args.backends:
             r = run_worker({"kind": "load", "backend": backend, "path": sources["safetensors"]})
             if "peak_rss" in r:
-                r["rss_ratio"] = r["peak_rss"] / size
-                r["rss_ratio_over_import"] = (r["peak_rss"] - r["rss_after_import"]) / size
+                r["rss_ratio"] = (r["peak_rss"] - r["rss_after_import"]) / size
+                r["rss_ratio_forward"] = (r["peak_rss_forward"] - r["rss_after_import"]) / size
             loads.append({"backend": backend, **r})
             print(f"from_pretrained {backend}: {r}", file=sys.stderr, flush=True)
         return {"checkpoint_bytes": size, "pairs": pairs, "loads": loads}
@@ -489,7 +538,9 @@ def print_report(report: dict) -> None:
               f"{r['seconds_real_tokens']:.2f} s (encode_batched costs {r['seconds_bucketed'] / r['seconds_real_tokens']:.2f}x that)")
     conv = report.get("convert")
     if conv and "error" not in conv:
-        print(f"\nconvert.py on a base-sized MaskedLM checkpoint ({conv['checkpoint_bytes'] / 1e9:.2f} GB)")
+        print(f"\nconvert.py on a base-sized MaskedLM checkpoint ({conv['checkpoint_bytes'] / 1e9:.2f} GB); "
+              f"peak RSS = the process's peak while converting or loading, less what it held before (Python, the "
+              f"framework's import), as a multiple of the checkpoint size")
         for p in conv["pairs"]:
             if "error" in p:
                 print(f"  {p['from']:11} -> {p['to']:11} error: {p['error']}")
@@ -500,7 +551,8 @@ def print_report(report: dict) -> None:
                 print(f"  from_pretrained {l['backend']}: error: {l['error']}")
             else:
                 print(f"  from_pretrained {l['backend']:4} {l['seconds']:6.1f} s  peak RSS {l['rss_ratio']:.2f}x "
-                      f"({l['rss_ratio_over_import']:.2f}x above the framework's own import)")
+                      f"(above {l['rss_after_import'] / 1e9:.2f} GB after importing the framework); "
+                      f"{l['rss_ratio_forward']:.2f}x through a first forward pass")
     elif conv:
         print(f"\nconvert: error: {conv['error']}")
     tok = report.get("tokenizer")

@@ -124,6 +124,33 @@ def map_file(path: str) -> mmap.mmap:
         return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
 
 
+def release_pages(array: object) -> bool:
+    """Drop the resident pages of the file mapping behind ``array`` (a view made by ``map_file``), once its values
+    have been copied elsewhere: a loader that copies tensor by tensor then holds one tensor's pages at a time, not
+    the whole file. The mapping stays valid: a later read faults the pages back in from the file. Arrays that do
+    not view a mapping, and platforms without ``madvise``, are left alone. Returns whether pages were dropped.
+
+    Only for arrays nobody wrote to: the mapping is copy-on-write, and dropping a written page discards the write.
+    """
+    base = array
+    while isinstance(base, np.ndarray) and base.base is not None:
+        base = base.base
+    if isinstance(base, memoryview):
+        base = base.obj
+    if not isinstance(base, mmap.mmap) or not hasattr(base, "madvise") or not isinstance(array, np.ndarray):
+        return False
+    try:
+        start = array.__array_interface__["data"][0] - np.frombuffer(base, np.uint8, 1).__array_interface__["data"][0]
+    except (ValueError, TypeError):  # a closed or empty mapping
+        return False
+    if start < 0 or start + array.nbytes > len(base):
+        return False
+    first = start - start % mmap.PAGESIZE
+    last = start + array.nbytes  # pages shared with a neighbour are dropped too: they fault back in when read
+    base.madvise(mmap.MADV_DONTNEED, first, last - first)
+    return True
+
+
 def check_not_lfs_pointer(path: str, head: bytes) -> None:
     """A Git LFS pointer is a tiny text file sitting where the weights should be; say so plainly."""
     if head.startswith(b"version https://git-lfs"):

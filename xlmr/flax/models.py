@@ -38,6 +38,7 @@ import numpy as np
 from flax import nnx
 
 from xlmr.common.config import XLMRobertaConfig
+from xlmr.common.checkpoint_base import release_pages
 from xlmr.common.init import initial_weights
 from xlmr.common.inputs import check_inputs, check_multiple_choice, sequence_too_long_message
 from xlmr.common.loading import WeightsError, load_pretrained
@@ -50,6 +51,10 @@ from xlmr.flax.layers import Embeddings, Encoder, KVCache, Pooler, dropout, line
 SCHEME = "flax"
 # Marks the XLMRobertaModel built inside a head class: the head class initialises all weights at once.
 _NESTED = object()
+
+
+class _FromCheckpoint(dict):
+    """Weights ``from_pretrained`` read (memory-mapped): copied into JAX arrays, then their file pages dropped."""
 
 
 # ------------------------------------------------------------------------------------------------ input helpers
@@ -161,7 +166,8 @@ class XLMRobertaPreTrainedModel(nnx.Module):
         if weights is _NESTED:
             return
         self.load_canonical_state(weights if weights is not None
-                                  else initial_weights(self.parameter_shapes(), self.config, seed))
+                                  else initial_weights(self.parameter_shapes(), self.config, seed),
+                                  release_source=isinstance(weights, _FromCheckpoint))
 
     def _kw(self, rngs: nnx.Rngs) -> dict[str, Any]:
         return dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
@@ -195,9 +201,12 @@ class XLMRobertaPreTrainedModel(nnx.Module):
             state[name] = from_scheme_array(array, name, SCHEME)
         return state
 
-    def load_canonical_state(self, weights: dict[str, Any]) -> None:
+    def load_canonical_state(self, weights: dict[str, Any], release_source: bool = False) -> None:
         """Make ``weights`` (canonical name -> array, exactly this model's parameters) the model's parameters,
-        cast to ``param_dtype``. WeightsError lists every missing, unexpected or mis-shaped tensor at once."""
+        cast to ``param_dtype``. WeightsError lists every missing, unexpected or mis-shaped tensor at once.
+
+        ``release_source``: drop each array's file pages once copied (arrays memory-mapped from a checkpoint by
+        ``from_pretrained``, which nobody else reads), so loading peaks near one copy of the weights."""
         params = self._named_params()
         missing, unexpected = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
         problems = [f"missing weight {n}" for n in missing] + [f"unexpected weight {n}" for n in unexpected]
@@ -210,6 +219,8 @@ class XLMRobertaPreTrainedModel(nnx.Module):
             raise WeightsError(f"{type(self).__name__}.load_canonical_state: " + "; ".join(problems))
         for name, param in params.items():
             param[...] = jnp.asarray(to_scheme_array(np.asarray(weights[name]), name, SCHEME), self.param_dtype)
+            if release_source:
+                release_pages(weights[name])
 
     def num_parameters(self) -> int:
         return sum(int(np.prod(p.shape)) for p in self._named_params().values())
@@ -232,7 +243,7 @@ class XLMRobertaPreTrainedModel(nnx.Module):
             config = config.replace(**config_overrides)
         config, weights, _ = load_pretrained(path, cls.architecture, config=config, seed=seed,
                                              ignore_mismatched_sizes=ignore_mismatched_sizes)
-        return cls(config, dtype=dtype, param_dtype=param_dtype, _weights=weights)
+        return cls(config, dtype=dtype, param_dtype=param_dtype, _weights=_FromCheckpoint(weights))
 
     def save_pretrained(self, path: str | os.PathLike, format: str = "safetensors") -> None:
         """Write config.json and the weights under HF's names (``format``: safetensors, pt, tf or flax; "flax"

@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from xlmr.common import outputs as O
+from xlmr.common.checkpoint_base import release_pages
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.init import initial_weights
 from xlmr.common.inputs import check_multiple_choice
@@ -40,6 +41,7 @@ logger = logging.getLogger("xlmr")
 TENSOR_ARGUMENTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "head_mask", "inputs_embeds",
                     "encoder_hidden_states", "encoder_attention_mask", "past_key_values", "labels",
                     "start_positions", "end_positions")
+_ASSIGN_BLOCK = 64 << 20  # bytes per assignment when loading a large tensor
 _CHECKED = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds", "past_key_values")
 
 
@@ -171,8 +173,11 @@ class XLMRobertaPreTrainedModel(keras.Model):
                                                           "tf"))
                 for n in parameter_shapes(self.config, self.architecture)}
 
-    def load_canonical_state(self, weights: Mapping[str, Any]) -> None:
+    def load_canonical_state(self, weights: Mapping[str, Any], release_source: bool = False) -> None:
         """Assign ``weights`` (canonical name -> array, exactly this model's parameters) to the variables.
+
+        ``release_source``: drop each array's file pages once copied (arrays memory-mapped from a checkpoint by
+        ``from_pretrained``, which nobody else reads), so loading peaks near one copy of the weights.
 
         Raises WeightsError naming every missing, unexpected or mis-shaped tensor before assigning anything.
         """
@@ -185,7 +190,23 @@ class XLMRobertaPreTrainedModel(keras.Model):
             raise WeightsError(f"{type(self).__name__}.load_canonical_state: " + "; ".join(problems))
         for n in shapes:
             variable = self.get_variable(to_scheme_name(n, "tf"))
-            variable.assign(np.asarray(to_scheme_array(np.asarray(weights[n]), n, "tf"), dtype=variable.dtype))
+            value = to_scheme_array(np.asarray(weights[n]), n, "tf")
+            # Row blocks of at most _ASSIGN_BLOCK bytes: no transient copy of a whole 0.77 GB embedding table.
+            rows = max(1, _ASSIGN_BLOCK // max(1, value[:1].nbytes)) if value.ndim else 1
+            if value.ndim == 0 or rows >= value.shape[0]:
+                variable.assign(np.asarray(value, dtype=variable.dtype))
+            else:
+                # The raw op writes into the variable's buffer; ``variable[a:b].assign`` reads the variable first,
+                # and the read's reference makes TF copy the whole buffer before every block.
+                for start in range(0, value.shape[0], rows):
+                    block = np.asarray(value[start:start + rows], variable.dtype)
+                    tf.raw_ops.ResourceStridedSliceAssign(
+                        ref=variable.value.handle, begin=[start] + [0] * (value.ndim - 1),
+                        end=[start + len(block)] + list(value.shape[1:]), strides=[1] * value.ndim, value=block)
+                    if release_source and value.flags.c_contiguous:  # a row block of the file: its pages alone
+                        release_pages(value[start:start + rows])
+            if release_source:
+                release_pages(weights[n])
 
     def num_parameters(self) -> int:
         """Number of parameters, tied ones counted once."""
@@ -209,7 +230,7 @@ class XLMRobertaPreTrainedModel(keras.Model):
         config, weights, _ = load_pretrained(path, cls.architecture, config=config, seed=seed,
                                              ignore_mismatched_sizes=ignore_mismatched_sizes)
         model = cls(config, _initialise=False)
-        model.load_canonical_state(weights)
+        model.load_canonical_state(weights, release_source=True)
         return model
 
     def save_pretrained(self, path: str | os.PathLike, format: str = "safetensors") -> None:
