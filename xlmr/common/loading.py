@@ -125,19 +125,25 @@ def load_pretrained(
     path: str | os.PathLike,
     architecture: str,
     config: XLMRobertaConfig | None = None,
+    config_overrides: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> tuple[XLMRobertaConfig, dict[str, np.ndarray], LoadReport]:
     """Read config and weights from a checkpoint folder (any of the four formats) for ``architecture``.
 
     Backends call this in ``from_pretrained`` and then copy the arrays into their parameters through the
-    weight-name table. Keyword arguments go to ``resolve_weights``.
+    weight-name table. ``config`` replaces the folder's config.json; ``config_overrides`` (``num_labels=3``)
+    change fields of whichever is used. Other keyword arguments go to ``resolve_weights``.
     """
     from xlmr.common.checkpoint import find_checkpoint, read_checkpoint
 
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint folder {path} does not exist")
-    config = config if config is not None else XLMRobertaConfig.from_pretrained(path)
+    overrides = config_overrides or {}
+    if config is None:
+        config = XLMRobertaConfig.from_pretrained(path, **overrides)
+    elif overrides:
+        config = config.replace(**overrides)
     fmt, files = find_checkpoint(path)
     state = read_checkpoint(path)
     source = files[0] if len(files) == 1 else f"{path} ({fmt}, {len(files)} shards)"

@@ -154,12 +154,8 @@ class XLMRobertaPreTrainedModel(nn.Module):
         encoder weight or a mis-shaped tensor raises ``WeightsError`` naming it. Keyword arguments override
         fields of the checkpoint's config (``num_labels=3``).
         """
-        if config is None:
-            config = XLMRobertaConfig.from_pretrained(path, **config_overrides)
-        elif config_overrides:
-            config = config.replace(**config_overrides)
-        config, weights, _ = load_pretrained(path, cls.architecture, config=config, seed=seed,
-                                             ignore_mismatched_sizes=ignore_mismatched_sizes)
+        config, weights, _ = load_pretrained(path, cls.architecture, config=config, config_overrides=config_overrides,
+                                             seed=seed, ignore_mismatched_sizes=ignore_mismatched_sizes)
         with torch.device("meta"):
             model = cls(config)
         model.load_canonical_state(weights, device="cpu", dtype=getattr(torch, dtype) if isinstance(dtype, str)

@@ -223,12 +223,8 @@ class XLMRobertaPreTrainedModel(keras.Model):
         encoder weight or a mis-shaped tensor raises ``WeightsError`` naming it. Keyword arguments override
         fields of the checkpoint's config (``num_labels=3``).
         """
-        if config is None:
-            config = XLMRobertaConfig.from_pretrained(path, **config_overrides)
-        elif config_overrides:
-            config = config.replace(**config_overrides)
-        config, weights, _ = load_pretrained(path, cls.architecture, config=config, seed=seed,
-                                             ignore_mismatched_sizes=ignore_mismatched_sizes)
+        config, weights, _ = load_pretrained(path, cls.architecture, config=config, config_overrides=config_overrides,
+                                             seed=seed, ignore_mismatched_sizes=ignore_mismatched_sizes)
         model = cls(config, _initialise=False)
         model.load_canonical_state(weights, release_source=True)
         return model
