@@ -37,8 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.checkpoint_base import release_pages
+from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.init import initial_weights
 from xlmr.common.inputs import check_inputs, check_multiple_choice, sequence_too_long_message
 from xlmr.common.loading import WeightsError, load_pretrained
@@ -54,7 +54,9 @@ _NESTED = object()
 
 
 class _FromCheckpoint(dict):
-    """Weights ``from_pretrained`` read (memory-mapped): copied into JAX arrays, then their file pages dropped."""
+    """Weights ``from_pretrained`` read (memory-mapped). Once each is in a JAX array its file pages are dropped: a
+    copy no longer needs them, and an array JAX made as a zero-copy view of the mapping (CPU) faults them back in
+    from the unchanged file when read."""
 
 
 # ------------------------------------------------------------------------------------------------ input helpers
@@ -205,8 +207,8 @@ class XLMRobertaPreTrainedModel(nnx.Module):
         """Make ``weights`` (canonical name -> array, exactly this model's parameters) the model's parameters,
         cast to ``param_dtype``. WeightsError lists every missing, unexpected or mis-shaped tensor at once.
 
-        ``release_source``: drop each array's file pages once copied (arrays memory-mapped from a checkpoint by
-        ``from_pretrained``, which nobody else reads), so loading peaks near one copy of the weights."""
+        ``release_source``: drop each array's file pages once it is a parameter (arrays memory-mapped from a
+        checkpoint by ``from_pretrained``, which nobody else reads), so loading peaks near one copy of the weights."""
         params = self._named_params()
         missing, unexpected = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
         problems = [f"missing weight {n}" for n in missing] + [f"unexpected weight {n}" for n in unexpected]
