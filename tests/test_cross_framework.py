@@ -8,7 +8,7 @@ numbers everywhere.
 * greedy decoding with a key/value cache gives the same tokens and logits (flax's jitted KVCache, tf's XLA call);
 * the harness itself notices a 1e-3 change in one weight, so this suite can fail.
 
-Tolerances come from ``xlmr.common.constants``; comparisons go through ``xlmr.common.parity.compare``.
+Tolerances come from ``xlmr.common.constants``; comparisons go through ``xlmr.cli.parity.compare``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from xlmr.common.checkpoint import read_checkpoint, save_pretrained  # noqa: E40
 from xlmr.common.config import XLMRobertaConfig  # noqa: E402
 from xlmr.common.constants import GRADIENT_ATOL, GRADIENT_RTOL, TOLERANCE_FP32  # noqa: E402
 from xlmr.common.init import initial_weights  # noqa: E402
-from xlmr.common.parity import Batch, class_config, compare, inputs_for, run_backend  # noqa: E402
+from xlmr.cli.parity import Batch, class_config, compare, inputs_for, run_backend  # noqa: E402
 from xlmr.common.weights import ARCHITECTURES, from_scheme_array, from_scheme_name, parameter_shapes  # noqa: E402
 
 BACKENDS = ("pt", "tf", "flax")
@@ -137,7 +137,7 @@ FLAGS = dict(output_hidden_states=True, output_attentions=True, return_dict=True
 
 
 def flatten(value: Any, prefix: str = "", out: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
-    """Nested outputs -> {"hidden_states.1": float64 array}, named as ``xlmr.common.parity.run_backend`` names them."""
+    """Nested outputs -> {"hidden_states.1": float64 array}, named as ``xlmr.cli.parity.run_backend`` names them."""
     out = {} if out is None else out
     if value is None:
         return out

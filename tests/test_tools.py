@@ -11,9 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from xlmr.common import parity
+from xlmr.cli import parity
 from xlmr.common.checkpoint import WEIGHTS_NAMES, find_checkpoint, read_checkpoint
-from xlmr.common.convert import ConversionError, convert, verify
+from xlmr.cli.convert import verify
+from xlmr.common.convert import ConversionError, convert
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
@@ -83,10 +84,8 @@ def test_parity_uses_random_ids_when_checkpoint_has_no_tokenizer(tmp_path):
 
 
 def test_parity_fails_loudly_when_a_backend_differs(monkeypatch, capsys):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import importlib
+    from xlmr.cli.main import main
 
-    tool = importlib.import_module("parity")
     real = parity.run_backend
 
     def skewed(backend, *args, **kwargs):
@@ -96,7 +95,7 @@ def test_parity_fails_loudly_when_a_backend_differs(monkeypatch, capsys):
         return out
 
     monkeypatch.setattr(parity, "run_backend", skewed)
-    code = tool.main(["--classes", "XLMRobertaForMaskedLM", "--backends", "pt,flax"])
+    code = main(["parity", "--classes", "XLMRobertaForMaskedLM", "--backends", "pt,flax"])
     text = capsys.readouterr().out
     row = next(line for line in text.splitlines() if "pt-flax" in line)
     assert code == 1 and "FAIL" in row and row.endswith("logits") and "FAILED" in text
@@ -233,7 +232,7 @@ def test_convert_refuses_to_overwrite_without_force(hf_checkpoint, tmp_path):
 
 
 def test_crash_mid_conversion_leaves_no_destination(hf_checkpoint, tmp_path, monkeypatch):
-    import xlmr.common.checkpoint as checkpoint
+    import xlmr.common.convert as checkpoint  # the name convert() calls
 
     real = checkpoint.save_pretrained
 

@@ -373,7 +373,7 @@ def worker_tokenizer(task: dict) -> dict:
     out = {}
     impls = []
     from xlmr.common.tokenization import XLMRobertaTokenizer
-    from xlmr.common.tokenization_fast import XLMRobertaTokenizerFast
+    from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
 
     impls += [("ours slow", XLMRobertaTokenizer.from_pretrained(folder)),
               ("ours fast", XLMRobertaTokenizerFast.from_pretrained(folder))]
@@ -506,7 +506,7 @@ def section_tokenizer(args) -> dict:
         from xlmr.common.tokenization import XLMRobertaTokenizer
 
         XLMRobertaTokenizer(SPM_MODEL).save_pretrained(folder)
-        from xlmr.common.tokenization_fast import XLMRobertaTokenizerFast
+        from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
 
         XLMRobertaTokenizerFast(SPM_MODEL).save_pretrained(folder)
         return run_worker({"kind": "tokenizer", "folder": folder, "repeats": args.repeats})

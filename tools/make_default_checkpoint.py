@@ -59,7 +59,7 @@ def main() -> int:
     import torch
 
     from xlmr.common.tokenization import XLMRobertaTokenizer
-    from xlmr.common.tokenization_fast import XLMRobertaTokenizerFast
+    from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
     from xlmr.pt import XLMRobertaForMaskedLM
 
     torch.manual_seed(0)

@@ -23,6 +23,6 @@ def __getattr__(name: str) -> Any:
         from xlmr.common.tokenization import XLMRobertaTokenizer
         return XLMRobertaTokenizer
     if name == "XLMRobertaTokenizerFast":
-        from xlmr.common.tokenization_fast import XLMRobertaTokenizerFast
+        from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
         return XLMRobertaTokenizerFast
     raise AttributeError(f"module 'xlmr' has no attribute {name!r}")

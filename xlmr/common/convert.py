@@ -16,19 +16,14 @@ import numpy as np
 
 from xlmr.common.config import CONFIG_NAME, XLMRobertaConfig
 from xlmr.common.io import atomic_directory
-from xlmr.common.loading import normalise_names
+from xlmr.common.checkpoint import FORMATS, find_checkpoint, read_checkpoint, save_pretrained
 from xlmr.common.weights import (ARCHITECTURES, WITH_POOLER, UnknownWeightError, infer_architecture, is_head_weight,
-                                 kind_of, parameter_shapes)
+                                 kind_of, normalise_names, parameter_shapes)
 
-FORMATS = ("safetensors", "pt", "tf", "flax")
 DTYPES = ("float32", "float16", "bfloat16")
 # Files a tokenizer may have in a checkpoint folder; copied as they are.
 TOKENIZER_FILES = ("sentencepiece.bpe.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json")
-# The framework that reads each format natively, for --verify; safetensors is read by any of them.
-NATIVE_BACKEND = {"pt": "pt", "tf": "tf", "flax": "flax", "safetensors": None}
-# --verify with a narrower dtype: the largest output difference allowed, relative to the largest output.
-VERIFY_RELATIVE = {"float16": 5e-3, "bfloat16": 3e-2}
 
 
 class ConversionError(ValueError):
@@ -99,8 +94,6 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool =
     ``dst`` gets ``config.json``, the tokenizer files of ``src`` and the weights under HF's standard name.
     ``src`` is never modified; ``dst`` appears whole or not at all, and is replaced only when ``force``.
     """
-    from xlmr.common.checkpoint import find_checkpoint, read_checkpoint, save_pretrained
-
     if to not in FORMATS:
         raise ConversionError(f"unknown target format {to!r}; choose from {', '.join(FORMATS)}")
     if dtype is not None and dtype not in DTYPES:
@@ -139,52 +132,4 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool =
             "bytes": total, "written": [os.path.join(dst, os.path.basename(p)) for p in written]}
 
 
-def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | None = None,
-           backends: list[str] | None = None) -> dict[str, Any]:
-    """Run ``src`` and ``dst`` in their native frameworks on a fixed multilingual batch; compare the outputs.
-
-    Returns the largest difference, the tolerance and the backends used; raises ConversionError on a mismatch.
-    """
-    from xlmr.common.constants import tolerance
-    from xlmr.common.parity import class_config, compare, inputs_for, installed_backends, make_batch, run_backend
-
-    available = backends or installed_backends()
-    if not available:
-        raise ConversionError("--verify needs at least one of torch, tensorflow, flax installed")
-
-    def pick(fmt: str, avoid: str | None = None) -> str:
-        native = NATIVE_BACKEND[fmt]
-        if native is not None:
-            if native not in available:
-                raise ConversionError(f"--verify needs the {native} backend to read the {fmt} format")
-            return native
-        others = [b for b in available if b != avoid]
-        return (others or available)[0]
-
-    config = XLMRobertaConfig.from_pretrained(src)
-    from xlmr.common.checkpoint import read_checkpoint
-
-    architecture = infer_architecture(read_checkpoint(src).keys(), config)
-    src_backend = pick(src_format)
-    dst_backend = pick(dst_format, avoid=src_backend)
-    cfg = class_config(architecture, config)
-    batch = make_batch(src, cfg)
-    inputs = inputs_for(architecture, batch, cfg)
-    a = run_backend(src_backend, architecture, src, cfg, inputs)
-    b = run_backend(dst_backend, architecture, dst, cfg, inputs)
-    diff, worst = compare(a, b)
-    if dtype in VERIFY_RELATIVE:
-        scale = max(float(np.max(np.abs(v))) for v in a.values() if v.size)
-        limit, rule = VERIFY_RELATIVE[dtype] * scale, f"{VERIFY_RELATIVE[dtype]} x largest output {scale:.3g}"
-    else:
-        limit = tolerance("float32", config.hidden_size >= 768)
-        rule = f"{limit:g}"
-    result = {"architecture": architecture, "backends": [src_backend, dst_backend], "max_abs": diff,
-              "worst_output": worst, "tolerance": limit, "rule": rule, "inputs": batch.source}
-    if not diff <= limit:
-        raise ConversionError(f"--verify failed: {src} ({src_backend}) and {dst} ({dst_backend}) differ by "
-                              f"{diff:.3e} in {worst}, over the tolerance {rule}")
-    return result
-
-
-__all__ = ["ARCHITECTURES", "ConversionError", "FORMATS", "convert", "verify"]
+__all__ = ["ARCHITECTURES", "ConversionError", "FORMATS", "convert"]

@@ -23,13 +23,11 @@ import numpy as np
 
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.init import initial_weights
-from xlmr.common.weights import is_head_weight, parameter_shapes
+from xlmr.common.checkpoint import find_checkpoint, read_checkpoint
+from xlmr.common.weights import is_head_weight, normalise_names, parameter_shapes
 
 logger = logging.getLogger("xlmr")
 
-_ROBERTA = "roberta."
-# Buffers that old HF checkpoints carry and no class needs.
-_BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
 
 
 class WeightsError(ValueError):
@@ -41,26 +39,6 @@ class LoadReport:
     initialized: list[str]   # head weights the checkpoint lacked, initialised from the seed
     unexpected: list[str]    # checkpoint tensors the class does not use
     mismatched: list[str]    # head weights of another shape, re-initialised (only with ignore_mismatched_sizes)
-
-
-def normalise_names(state: Mapping[str, Any], architecture: str) -> dict[str, Any]:
-    """Align the ``roberta.`` prefix with the class and fold HF's aliases and buffers away."""
-    wants_prefix = architecture != "XLMRobertaModel"
-    has_prefix = any(k.startswith(_ROBERTA) for k in state)
-    out: dict[str, Any] = {}
-    for name, value in state.items():
-        if name.endswith(_BUFFERS):
-            continue
-        if wants_prefix and not has_prefix and name.split(".", 1)[0] in ("embeddings", "encoder", "pooler"):
-            name = _ROBERTA + name
-        elif not wants_prefix and has_prefix and name.startswith(_ROBERTA):
-            name = name[len(_ROBERTA):]
-        out[name] = value
-    # HF's LM head shares one tensor between lm_head.bias and lm_head.decoder.bias; keep one.
-    if "lm_head.decoder.bias" in out:
-        alias = out.pop("lm_head.decoder.bias")
-        out.setdefault("lm_head.bias", alias)
-    return out
 
 
 def resolve_weights(
@@ -134,8 +112,6 @@ def load_pretrained(
     weight-name table. ``config`` replaces the folder's config.json; ``config_overrides`` (``num_labels=3``)
     change fields of whichever is used. Other keyword arguments go to ``resolve_weights``.
     """
-    from xlmr.common.checkpoint import find_checkpoint, read_checkpoint
-
     path = os.fspath(path)
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint folder {path} does not exist")

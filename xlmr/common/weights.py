@@ -73,6 +73,15 @@ SCHEMES = tuple(LEAVES)
 # HF's TF embedding layer names its word-embedding matrix "weight", unlike every other embedding.
 _HF_TF_WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
 _ROBERTA = "roberta."
+# Buffers that old HF checkpoints carry and no class needs, and HF's second name for the LM head's bias.
+BUFFERS = ("embeddings.position_ids", "embeddings.token_type_ids")
+LM_BIAS_ALIAS = "lm_head.decoder.bias"
+_BUFFER = re.compile(r"(?:roberta\.)?(?:" + "|".join(re.escape(b) for b in BUFFERS) + r")")
+
+
+def is_buffer(name: str) -> bool:
+    """True for the position/token-type id buffers old HF checkpoints carry (with or without ``roberta.``)."""
+    return _BUFFER.fullmatch(name) is not None
 
 
 class UnknownWeightError(KeyError):
@@ -238,3 +247,23 @@ def infer_architecture(names: Any, config: XLMRobertaConfig) -> str:
     if "classifier.weight" in names:
         return "XLMRobertaForTokenClassification"
     return "XLMRobertaModel"
+
+
+def normalise_names(state: Mapping[str, Any], architecture: str) -> dict[str, Any]:
+    """Align the ``roberta.`` prefix with the class and fold HF's aliases and buffers away."""
+    wants_prefix = architecture != "XLMRobertaModel"
+    has_prefix = any(k.startswith(_ROBERTA) for k in state)
+    out: dict[str, Any] = {}
+    for name, value in state.items():
+        if is_buffer(name):
+            continue
+        if wants_prefix and not has_prefix and name.split(".", 1)[0] in ("embeddings", "encoder", "pooler"):
+            name = _ROBERTA + name
+        elif not wants_prefix and has_prefix and name.startswith(_ROBERTA):
+            name = name[len(_ROBERTA):]
+        out[name] = value
+    # HF's LM head shares one tensor between lm_head.bias and lm_head.decoder.bias; keep one.
+    if LM_BIAS_ALIAS in out:
+        alias = out.pop(LM_BIAS_ALIAS)
+        out.setdefault("lm_head.bias", alias)
+    return out

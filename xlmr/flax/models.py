@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from xlmr.common.checkpoint_base import release_pages
+from xlmr.common.checkpoint.base import release_pages
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.init import initial_weights
 from xlmr.common.inputs import check_inputs, check_multiple_choice, sequence_too_long_message

@@ -5,12 +5,12 @@ copying it into every row of the output. oneDNN (``torch.ops.mkldnn._linear_poin
 once into its blocked layout (``torch.ops.mkldnn._reorder_linear_weight``) skips both, fuses an exact GELU into
 the matmul, and here the query, key and value projections run as one matmul. This is what ``torch.compile``
 with ``freezing`` does for linear layers, done eagerly. Same numbers to float rounding: max-abs 0 to 3e-7 on
-2-layer test configs, 5e-6 on a base model's hidden states (tests/test_pt_fast_path.py, ``xlmr.pt.benchmark``).
+2-layer test configs, 5e-6 on a base model's hidden states (tests/test_pt_fast_path.py, ``pt_benchmark``).
 
 Measured on a 2-core AVX-512 VM (base shape, 8x128 tokens): both MKL and oneDNN run these matmuls at 300-345
 GFLOP/s, close to the FMA peak of two cores, so the gain on an idle machine is small (a few percent over HF);
 with another process taking a core, oneDNN holds up better (about 0.6-0.7x HF's time). See the report of
-``python -m xlmr.pt.benchmark``.
+``python -m pt_benchmark``.
 
 The fast path is taken only where it gives the same results and autograd cannot see it: a CPU tensor of
 float32 (or bfloat16 where oneDNN supports it), a module in eval mode, gradients off (``torch.no_grad()`` or

@@ -24,7 +24,7 @@ import numpy as np
 import tensorflow as tf
 
 from xlmr.common import outputs as O
-from xlmr.common.checkpoint_base import release_pages
+from xlmr.common.checkpoint.base import release_pages
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.init import initial_weights
 from xlmr.common.inputs import check_multiple_choice

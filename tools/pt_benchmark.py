@@ -1,6 +1,6 @@
 """Inference speed of xlmr.pt against HF transformers' PyTorch class, same weights, same inputs.
 
-Run ``python -m xlmr.pt.benchmark [--cls XLMRobertaModel] [--shape base] [--batch 8] [--length 128]
+Run ``python -m pt_benchmark [--cls XLMRobertaModel] [--shape base] [--batch 8] [--length 128]
 [--threads 2] [--reps 9] [--dtype float32]``. The three contenders (HF, ours with the oneDNN fast path, ours
 on the plain path) run interleaved, one call each per round, so that load from other processes falls on all of
 them alike; the report gives the median and the minimum wall time of each, the process CPU time per call, and

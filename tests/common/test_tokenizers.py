@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 import sentencepiece as spm
 
-from xlmr.common import tokenization, tokenization_base
-from xlmr.common.tokenization import XLMRobertaTokenizer
-from xlmr.common.tokenization_base import BatchEncoding, check_truncation
+from xlmr.common.tokenization import base as tokenization_base, slow as tokenization
+from xlmr.common.tokenization.slow import XLMRobertaTokenizer
+from xlmr.common.tokenization.base import BatchEncoding, check_truncation
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 MODEL = os.path.join(FIXTURES, "sentencepiece.bpe.model")
 with open(os.path.join(FIXTURES, "texts.json"), encoding="utf-8") as _f:
@@ -56,7 +56,7 @@ def slow():
 @pytest.fixture(scope="module")
 def fast():
     pytest.importorskip("tokenizers")
-    from xlmr.common.tokenization_fast import XLMRobertaTokenizerFast
+    from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
     return XLMRobertaTokenizerFast(MODEL)
 
 
@@ -78,7 +78,7 @@ def ours_and_hf(slow, fast, hf_slow, hf_fast):
 
 def _fast_class():
     pytest.importorskip("tokenizers")
-    from xlmr.common.tokenization_fast import XLMRobertaTokenizerFast
+    from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
     return XLMRobertaTokenizerFast
 
 
@@ -89,7 +89,7 @@ def _lists(encoding):
 # ---------------------------------------------------------------------------------------------- the fixture model
 def test_fixture_model_is_small_unigram_without_byte_fallback(sp):
     pytest.importorskip("tokenizers")
-    from xlmr.common.tokenization_fast import read_sentencepiece_model
+    from xlmr.common.tokenization.fast import read_sentencepiece_model
     assert os.path.getsize(MODEL) < 1_000_000
     assert 4000 <= sp.get_piece_size() <= 8000
     with open(MODEL, "rb") as f:
@@ -216,7 +216,7 @@ def test_sentencepiece_reader_matches_protobuf():
     pytest.importorskip("google.protobuf")
     pytest.importorskip("tokenizers")
     from sentencepiece import sentencepiece_model_pb2
-    from xlmr.common.tokenization_fast import read_sentencepiece_model
+    from xlmr.common.tokenization.fast import read_sentencepiece_model
     with open(MODEL, "rb") as f:
         data = f.read()
     proto = sentencepiece_model_pb2.ModelProto()
@@ -367,9 +367,9 @@ def test_single_text_with_tensors_gets_a_batch_axis(ours_and_hf):
 
 
 def test_importing_tokenizers_loads_no_framework():
-    modules = ["xlmr.common.tokenization", "xlmr.common.tokenization_base"]
+    modules = ["xlmr.common.tokenization", "xlmr.common.tokenization.base"]
     if importlib.util.find_spec("tokenizers"):
-        modules.append("xlmr.common.tokenization_fast")
+        modules.append("xlmr.common.tokenization.fast")
     code = (f"import sys, {', '.join(modules)}\n"
             "print(sorted(m for m in ('torch', 'tensorflow', 'jax', 'flax') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -641,7 +641,7 @@ def test_docstring_examples_run(monkeypatch):
     monkeypatch.chdir(ROOT)
     modules = [tokenization, tokenization_base]
     if importlib.util.find_spec("tokenizers"):
-        from xlmr.common import tokenization_fast
+        from xlmr.common.tokenization import fast as tokenization_fast
         modules.append(tokenization_fast)
     for module in modules:
         result = doctest.testmod(module)

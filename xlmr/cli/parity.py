@@ -1,25 +1,36 @@
-"""Run one checkpoint through every installed backend and compare all outputs: the heart of ``tools/parity.py``.
+"""``xlmr parity``: check that every installed backend gives the same outputs on a checkpoint, for all seven classes.
 
-Each backend is driven through a small adapter (numpy in, numpy out) that imports its framework only when
-used, so this module stays framework-free at import time.
+    xlmr parity                      # the small checkpoint shipped inside the package
+    xlmr parity CKPT_DIR [...] --json
+
+Each class is loaded from the checkpoint in pt, tf and flax (a head the checkpoint lacks is initialised from one
+seed, identically in every backend), run on a fixed multilingual batch with labels, and every output (logits,
+hidden states, attentions, pooler, loss, cache) is compared pairwise. Exits 1 if any pair differs by more than
+the tolerance declared in ``xlmr.common.constants``, 2 on bad arguments or an unreadable checkpoint.
+
+Backends are driven through ``xlmr.backends`` (numpy in, numpy out), which imports a framework only when used.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import argparse
+import json
+import time
 import itertools
+import sys
 import os
 import warnings
 from typing import Any, Callable
 
 import numpy as np
 
+from xlmr.backends import BACKENDS, call_model, installed_backends, model_class, to_numpy
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import tolerance
 from xlmr.common.weights import ARCHITECTURES
 
-BACKENDS = ("pt", "tf", "flax")
+HELP = "check that every installed backend gives the same outputs on a checkpoint, for all seven classes"
 # A fixed multilingual batch: several scripts and lengths, so that padding is exercised.
 SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
@@ -32,14 +43,6 @@ SENTENCES = [
     "Mbweha mwepesi wa kahawia anaruka juu ya mbwa mvivu.",
 ]
 DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "default")
-
-
-def installed_backends() -> list[str]:
-    found = []
-    for name, module in (("pt", "torch"), ("tf", "tensorflow"), ("flax", "flax")):
-        if importlib.util.find_spec(module) is not None:
-            found.append(name)
-    return found
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -126,32 +129,16 @@ def _flatten(prefix: str, value: Any, out: dict[str, np.ndarray], to_numpy: Call
 def run_backend(backend: str, architecture: str, checkpoint: str, config: XLMRobertaConfig,
                 inputs: dict[str, np.ndarray], seed: int = 0, dtype: str | None = None) -> dict[str, np.ndarray]:
     """Load ``checkpoint`` as ``architecture`` in ``backend`` and return every output as float64 numpy."""
-    module = importlib.import_module(f"xlmr.{backend}")
-    cls = getattr(module, architecture)
+    cls = model_class(backend, architecture)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # new heads are expected here; the report says so
         kwargs = {"config": config, "seed": seed}
         if dtype is not None:
             kwargs["dtype"] = dtype
         model = cls.from_pretrained(checkpoint, **kwargs)
-    flags = dict(output_hidden_states=True, output_attentions=True, return_dict=True)
+    result = call_model(backend, model, inputs, output_hidden_states=True, output_attentions=True, return_dict=True)
     out: dict[str, np.ndarray] = {}
-    if backend == "pt":
-        import torch
-
-        with torch.no_grad():
-            result = model(**{k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in inputs.items()}, **flags)
-        _flatten("", result, out, lambda t: t.float().numpy())
-    elif backend == "tf":
-        import tensorflow as tf
-
-        result = model(**{k: tf.constant(v) for k, v in inputs.items()}, training=False, **flags)
-        _flatten("", result, out, lambda t: tf.cast(t, tf.float32).numpy())
-    else:
-        import jax.numpy as jnp
-
-        result = model(**{k: jnp.asarray(v) for k, v in inputs.items()}, **flags)
-        _flatten("", result, out, lambda t: np.asarray(t.astype(jnp.float32)))
+    _flatten("", result, out, lambda t: to_numpy(backend, t))
     return out
 
 
@@ -199,3 +186,56 @@ def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITE
             d, worst = compare(results[x], results[y])
             rows.append(Row(arch, f"{x}-{y}", d, worst, tolerance(dtype, base_sized), len(results[x])))
     return batch, rows
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoints", nargs="*", help="checkpoint folders (default: the embedded checkpoint)")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of pt,tf,flax")
+    parser.add_argument("--classes", default=None, help="comma-separated class names (default: all seven)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for new heads, labels and random ids")
+
+
+def run(args: argparse.Namespace) -> int:
+    parser = args.parser
+    wanted = [b for b in args.backends.split(",") if b]
+    unknown = sorted(set(wanted) - set(BACKENDS))
+    if unknown:
+        parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
+    backends = [b for b in wanted if b in installed_backends()]
+    if len(backends) < 2:
+        parser.error(f"parity needs at least two installed backends; installed among {wanted}: {backends}")
+    classes = args.classes.split(",") if args.classes else list(ARCHITECTURES)
+    bad = sorted(set(classes) - set(ARCHITECTURES))
+    if bad:
+        parser.error(f"unknown class(es) {bad}; choose from {', '.join(ARCHITECTURES)}")
+
+    report, failed = [], False
+    for checkpoint in args.checkpoints or [DEFAULT_CHECKPOINT]:
+        if not os.path.isdir(checkpoint):
+            print(f"{args.prog}: error: checkpoint folder {checkpoint} does not exist", file=sys.stderr)
+            return 2
+        start = time.perf_counter()
+        try:
+            batch, rows = check_checkpoint(checkpoint, backends, classes, seed=args.seed)
+        except (OSError, ValueError, KeyError) as e:
+            print(f"{args.prog}: error: {checkpoint}: {e}", file=sys.stderr)
+            return 2
+        failed |= any(not r.passed for r in rows)
+        report.append({"checkpoint": checkpoint, "inputs": batch.source,
+                       "shape": list(batch.inputs["input_ids"].shape), "seconds": time.perf_counter() - start,
+                       "rows": [dict(vars(r), passed=r.passed) for r in rows]})
+
+    if args.json:
+        print(json.dumps({"passed": not failed, "backends": backends, "checkpoints": report}, indent=2))
+    else:
+        for entry in report:
+            print(f"\n{entry['checkpoint']}\n  inputs: {entry['inputs']}, shape {tuple(entry['shape'])}, "
+                  f"{entry['seconds']:.1f} s")
+            print(f"  {'class':38} {'pair':8} {'max-abs diff':>13} {'tolerance':>10}  result  worst output")
+            for r in entry["rows"]:
+                verdict = "pass" if r["passed"] else "FAIL"
+                print(f"  {r['architecture']:38} {r['pair']:8} {r['max_abs']:13.3e} {r['tolerance']:10.0e}  "
+                      f"{verdict:6}  {r['worst']}")
+        print(f"\n{'FAILED' if failed else 'all outputs agree'}: backends {', '.join(backends)}")
+    return 1 if failed else 0

@@ -10,7 +10,7 @@ import pytest
 import safetensors.torch
 import torch
 import transformers
-from test_pt_support import CLASSES, assert_same, batch, hf_model, max_abs, ours_like, tiny_config
+from pt_support import CLASSES, assert_same, batch, hf_model, max_abs, ours_like, tiny_config
 
 import xlmr.pt as xpt
 import xlmr.pt.models as pt_models

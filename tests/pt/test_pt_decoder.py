@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_pt_support import POSITION_TYPES, assert_same, batch, hf_model, legacy, max_abs, ours_like, tiny_config
+from pt_support import POSITION_TYPES, assert_same, batch, hf_model, legacy, max_abs, ours_like, tiny_config
 
 ATOL = 1e-5
 CAUSAL = "XLMRobertaForCausalLM"

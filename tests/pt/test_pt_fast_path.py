@@ -8,7 +8,7 @@ import sys
 
 import pytest
 import torch
-from test_pt_support import CLASSES, batch, hf_model, max_abs, ours_like, tiny_config
+from pt_support import CLASSES, batch, hf_model, max_abs, ours_like, tiny_config
 
 import xlmr.pt as xpt
 from xlmr.pt import fast_linear

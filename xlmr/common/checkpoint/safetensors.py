@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from xlmr.common.checkpoint_base import (
+from xlmr.common.checkpoint.base import (
     CheckpointError, check_not_lfs_pointer, decode, encode, itemsize, map_file, storage_dtype, stored_dtype)
 
 _CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_pt_support import (
+from pt_support import (
     ATOL, CLASSES, POSITION_TYPES, assert_same, batch, hf_model, max_abs, ours_like, tiny_config)
 
 import xlmr.pt as xpt

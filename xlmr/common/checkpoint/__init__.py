@@ -44,12 +44,12 @@ from typing import Any, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from xlmr.common import checkpoint_h5, checkpoint_msgpack, checkpoint_safetensors, checkpoint_torch
-from xlmr.common.checkpoint_base import (
+from xlmr.common.checkpoint.base import (
     CheckpointError, CheckpointNotFoundError, UnknownTensorError, itemsize, stored_dtype, target_dtype)
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.io import atomic_path, atomic_write_text
 from xlmr.common.weights import (
+    LM_BIAS_ALIAS, is_buffer, normalise_names,
     ARCHITECTURES, UnknownWeightError, from_scheme_array, from_scheme_name, is_head_weight, kind_of,
     parameter_shapes,
     to_scheme_array, to_scheme_name)
@@ -66,13 +66,24 @@ _EXTENSIONS = {".safetensors": "safetensors", ".bin": "pt", ".pt": "pt", ".pth":
                ".msgpack": "flax"}
 # Names a PyTorch checkpoint may hold besides the table's weights: HF's alias of lm_head.bias and old buffers.
 # They are returned as they are; xlmr.common.loading folds them away.
-_PASSTHROUGH = re.compile(r"(?:roberta\.)?embeddings\.(?:position_ids|token_type_ids)|lm_head\.decoder\.bias")
-_BUFFER = re.compile(r"(?:roberta\.)?embeddings\.(?:position_ids|token_type_ids)")
 _LM_HEADS = ("XLMRobertaForMaskedLM", "XLMRobertaForCausalLM")
 _ROBERTA = "roberta"
 
 
 # ------------------------------------------------------------------------------------------------ finding
+def _reader(fmt: str):
+    """The module that reads and writes ``fmt``, imported on first use (each needs its own library: h5py, msgpack)."""
+    if fmt == "safetensors":
+        from xlmr.common.checkpoint import safetensors as module
+    elif fmt == "pt":
+        from xlmr.common.checkpoint import pytorch as module
+    elif fmt == "tf":
+        from xlmr.common.checkpoint import h5 as module
+    else:
+        from xlmr.common.checkpoint import msgpack as module
+    return module
+
+
 def _format_of_file(path: str) -> str:
     name = os.path.basename(path)
     stem = name[: -len(".index.json")] if name.endswith(".index.json") else name
@@ -141,27 +152,27 @@ def find_checkpoint(path: str | os.PathLike, format: str | None = None) -> tuple
 def _open(fmt: str, file: str) -> Iterator[tuple[str, list[tuple[str, Any]]]]:
     """(naming scheme, [(stored name, array or loader)]) of one file."""
     if fmt == "safetensors":
-        metadata, tensors = checkpoint_safetensors.read(file)
+        metadata, tensors = _reader("safetensors").read(file)
         # HF's TF and Flax classes can save safetensors too, under their own names.
         yield {"tf": "hf_tf", "flax": "hf_flax"}.get(metadata.get("format", "pt"), "pt"), tensors
     elif fmt == "pt":
-        yield "pt", checkpoint_torch.read(file)
+        yield "pt", _reader("pt").read(file)
     elif fmt == "tf":
-        with checkpoint_h5.open_tensors(file) as tensors:
+        with _reader("tf").open_tensors(file) as tensors:
             yield "hf_tf", tensors
     else:
-        yield "hf_flax", checkpoint_msgpack.read(file)
+        yield "hf_flax", _reader("flax").read(file)
 
 
 def _index_name(fmt: str, key: str) -> str:
     """A shard index's tensor name as that shard's reader returns it (the h5 index carries the Keras scope)."""
-    return checkpoint_h5.strip_scope(key) if fmt == "tf" else key
+    return _reader("tf").strip_scope(key) if fmt == "tf" else key
 
 
 def _canonical(stored: str, scheme: str, bare: bool, file: str) -> str:
     try:
         if scheme == "pt":
-            if not _PASSTHROUGH.fullmatch(stored):
+            if not (is_buffer(stored) or stored == LM_BIAS_ALIAS):
                 kind_of(stored)
             return stored
         if scheme == "hf_tf":
@@ -248,16 +259,14 @@ def _prefixed(name: str, architecture: str) -> str:
 def _checked_state(directory: str, config: XLMRobertaConfig, state: Any, architecture: str) -> list[tuple[str, Any]]:
     """The tensors to write, canonical names in module order, or CheckpointError listing every problem.
 
-    Prefixes and aliases are aligned with the class (``xlmr.common.loading.normalise_names``). Every tensor must
+    Prefixes and aliases are aligned with the class (``xlmr.common.weights.normalise_names``). Every tensor must
     be an XLM-R weight of the config's shape and every encoder weight must be there; missing head weights only
     warn (HF initialises them, as ours do), and weights of another class (a head checkpoint's pooler) are kept,
     so that a conversion writes what its source holds.
     """
-    from xlmr.common.loading import normalise_names
-
     pairs = list(state.items()) if isinstance(state, Mapping) else list(state)
     repeated = sorted(n for n, count in collections.Counter(n for n, _ in pairs).items() if count > 1)
-    tensors = normalise_names({n: v for n, v in pairs if not _BUFFER.fullmatch(n)}, architecture)
+    tensors = normalise_names({n: v for n, v in pairs if not is_buffer(n)}, architecture)
     if config.tie_word_embeddings:
         tensors.pop("lm_head.decoder.weight", None)
     expected = parameter_shapes(config, architecture)
@@ -345,17 +354,17 @@ def _write_file(fmt: str, path: str, final_name: str, units: list[list], dtype: 
                 sharded: bool) -> None:
     items = [item for unit in units for item in unit]
     if fmt == "safetensors":
-        checkpoint_safetensors.write(path, [(k, a) for k, a, _ in items], dtype, {"format": "pt"})
+        _reader("safetensors").write(path, [(k, a) for k, a, _ in items], dtype, {"format": "pt"})
     elif fmt == "pt":
-        checkpoint_torch.write(path, os.path.splitext(final_name)[0], [(k, a) for k, a, _ in items], dtype)
+        _reader("pt").write(path, os.path.splitext(final_name)[0], [(k, a) for k, a, _ in items], dtype)
     elif fmt == "tf":
         shared = {}
         if architecture in _LM_HEADS and not sharded:  # HF's LM head layer lists the (tied) embeddings too
             shared["lm_head"] = [k for k, _, _ in items if k.startswith(f"{_ROBERTA}/embeddings/")]
-        checkpoint_h5.write(path, keras_scope(architecture), [(layer, k, a) for k, a, layer in items], dtype,
+        _reader("tf").write(path, keras_scope(architecture), [(layer, k, a) for k, a, layer in items], dtype,
                             shared, shard=sharded)
     else:
-        checkpoint_msgpack.write(path, [(k, a) for k, a, _ in items], dtype)
+        _reader("flax").write(path, [(k, a) for k, a, _ in items], dtype)
 
 
 def _index_key(fmt: str, key: Any, architecture: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from xlmr.common.checkpoint_base import (
+from xlmr.common.checkpoint.base import (
     DTYPE_NAMES, CheckpointError, check_not_lfs_pointer, decode, encode, itemsize, map_file, storage_dtype,
     stored_dtype)
 

@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import sentencepiece as spm
 
 from xlmr.common.io import atomic_write_bytes
-from xlmr.common.tokenization_base import (
+from xlmr.common.tokenization.base import (
     DEFAULT_SPECIAL_TOKENS as _D,
     SPIECE_UNDERLINE,
     SPM_FILE,

@@ -14,8 +14,8 @@ except ImportError as e:  # an optional dependency: the slow tokenizer needs onl
     raise ImportError("XLMRobertaTokenizerFast needs the `tokenizers` package: pip install 'xlmr[fast]'") from e
 
 from xlmr.common.io import atomic_write_bytes, atomic_write_text
-from xlmr.common.tokenization import FAIRSEQ_IDS, load_sentencepiece, read_model_file
-from xlmr.common.tokenization_base import (
+from xlmr.common.tokenization.slow import FAIRSEQ_IDS, load_sentencepiece, read_model_file
+from xlmr.common.tokenization.base import (
     DEFAULT_SPECIAL_TOKENS as _D,
     SPIECE_UNDERLINE,
     SPM_FILE,

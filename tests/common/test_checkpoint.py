@@ -19,7 +19,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np
 import pytest
 
-from xlmr.common import checkpoint_base, checkpoint_msgpack, checkpoint_safetensors
+from xlmr.common.checkpoint import base as checkpoint_base, msgpack as checkpoint_msgpack, safetensors as checkpoint_safetensors
 from xlmr.common.checkpoint import (
     INDEX_NAMES, WEIGHTS_NAMES, CheckpointError, CheckpointNotFoundError, UnknownTensorError, find_checkpoint,
     iter_checkpoint, keras_scope, parse_size, read_checkpoint, save_pretrained)
@@ -316,7 +316,7 @@ def _resident_kib(array):
 @pytest.mark.skipif(not os.path.exists("/proc/self/smaps"), reason="needs Linux /proc")
 @pytest.mark.parametrize("fmt", ["safetensors", "pt", "flax"])
 def test_release_pages_drops_a_read_tensors_pages_and_keeps_its_values(hf, fmt, tmp_path):
-    from xlmr.common.checkpoint_base import release_pages
+    from xlmr.common.checkpoint.base import release_pages
 
     from xlmr.common.init import initial_weights
     from xlmr.common.weights import parameter_shapes

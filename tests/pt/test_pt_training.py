@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_pt_support import batch, hf_model, max_abs, ours_like, tiny_config
+from pt_support import batch, hf_model, max_abs, ours_like, tiny_config
 
 import xlmr.pt as xpt
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from xlmr.common.checkpoint_base import (
+from xlmr.common.checkpoint.base import (
     CheckpointError, check_not_lfs_pointer, decode, encode, itemsize, map_file, storage_dtype, stored_dtype)
 
 _STORAGES = {"DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
