@@ -43,3 +43,21 @@ def test_tensorflow_start_up_logging_does_not_leak():
 def test_a_log_level_the_user_chose_is_kept():
     result = _python("import os, xlmr.tf; print(os.environ['TF_CPP_MIN_LOG_LEVEL'])", TF_CPP_MIN_LOG_LEVEL="1")
     assert result.stdout.strip() == "1"
+
+
+def test_bench_help_documents_every_option_and_its_choices():
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench.py"), "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())
+    for option, choices in [("--sections", "peak,forward,mixed,convert,tokenizer"), ("--shapes", "base,large"),
+                            ("--sizes", "1x128,8x128,32x128,8x512"), ("--dtypes", "float32,bfloat16"),
+                            ("--backends", "pt,tf,flax")]:
+        assert f"{option} LIST comma-separated" in text and choices in text
+    for option in ("--repeats N", "--no-hf", "--quick", "--json"):
+        after = text.split(option, 2)[-1].strip()
+        assert not after.startswith("--"), f"{option} has no help text"
+    bad = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench.py"), "--sizes", "9x9"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--sizes takes a comma-separated subset of 1x128,8x128,32x128,8x512; got '9x9'" \
+        in bad.stderr
