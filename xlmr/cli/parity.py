@@ -179,7 +179,7 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[float, 
 
 
 def _release(backend: str) -> None:
-    """Free one backend's models before the next backend loads its own (peak memory: one model at a time)."""
+    """Free the model just run before the next one loads (Keras keeps layers alive in its global graph state)."""
     gc.collect()
     if backend == "tf":
         import keras
@@ -239,8 +239,8 @@ def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITE
                 inputs = inputs_for(arch, batch, cfg, seed)
                 results[backend][arch] = run_backend(backend, arch, checkpoint, cfg, inputs, seed,
                                                      None if dtype == "float32" else dtype)
+                _release(backend)  # one model in memory at a time: a base-sized one holds over 1 GB
                 bar.update()
-            _release(backend)
     limit = tolerance(dtype, base_sized)
     rows = []
     for arch in architectures:
