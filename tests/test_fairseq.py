@@ -328,3 +328,8 @@ def test_convert_command_errors_are_one_line(mlm, tmp_path):
                              "safetensors"], capture_output=True, text=True, env=env, cwd=ROOT)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "activation_fn='relu' is not an architecture xlmr implements" in result.stderr
+    good = write_folder(tmp_path / "g", fairseq_state(state, 2, new=False), args=argparse.Namespace(**model_args()))
+    result = subprocess.run([sys.executable, "-m", "xlmr.cli.main", "convert", good, str(tmp_path / "out"), "--to",
+                             "pt", "--verify"], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert result.returncode == 2 and "--verify runs SRC in a backend" in result.stderr
+    assert not os.path.exists(tmp_path / "out")
