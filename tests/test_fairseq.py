@@ -91,10 +91,10 @@ def fairseq_state(hf_state: dict, layers: int, new: bool, head: str | None = Non
 
 
 def model_args(**overrides) -> dict:
-    return dict(arch="roberta_base", encoder_embed_dim=32, encoder_layers=2, encoder_attention_heads=4,
-                encoder_ffn_embed_dim=37, max_positions=64, activation_fn="gelu", pooler_activation_fn="tanh",
-                dropout=0.1, attention_dropout=0.1, pooler_dropout=0.0, encoder_normalize_before=False,
-                untie_weights_roberta=False, **overrides)
+    return {**dict(arch="roberta_base", encoder_embed_dim=32, encoder_layers=2, encoder_attention_heads=4,
+                   encoder_ffn_embed_dim=37, max_positions=64, activation_fn="gelu", pooler_activation_fn="tanh",
+                   dropout=0.1, attention_dropout=0.1, pooler_dropout=0.0, encoder_normalize_before=False,
+                   untie_weights_roberta=False), **overrides}
 
 
 def training_state() -> dict:
@@ -238,6 +238,17 @@ def test_pickled_omegaconf_dictconfig_is_read_as_plain_data(mlm, tmp_path):
     assert (config.num_attention_heads, config.num_hidden_layers, architecture) == (4, 2, "XLMRobertaForMaskedLM")
     convert(src, str(tmp_path / "out"), "safetensors")
     _check_mlm(str(tmp_path / "out"), expected)
+
+
+def test_untied_lm_head_keeps_its_own_decoder(tmp_path):
+    model = hf_reference("XLMRobertaForMaskedLM", tie_word_embeddings=False)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    fs = fairseq_state(state, 2, new=True)
+    fs["encoder.lm_head.weight"] = state["lm_head.decoder.weight"]
+    src = write_folder(tmp_path / "fairseq", fs, args=argparse.Namespace(**model_args(untie_weights_roberta=True)))
+    convert(src, str(tmp_path / "out"), "safetensors")
+    assert "lm_head.decoder.weight" in read_checkpoint(tmp_path / "out")
+    _check_mlm(str(tmp_path / "out"), hf_outputs(model))
 
 
 def test_classification_head_becomes_sequence_classification(tmp_path):
