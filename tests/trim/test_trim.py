@@ -281,3 +281,16 @@ def test_command_errors_are_one_line(tmp_path):
     assert summary["vocab_size"][1] < summary["vocab_size"][0] == 8002
     result = _cli(DEFAULT, out, "--corpus", good)
     assert result.returncode == 2 and "already exists; pass --force" in result.stderr
+
+
+def test_docstring_examples_run(monkeypatch):
+    import doctest
+
+    from xlmr.cli import trim as cli_trim
+    from xlmr.common import trim
+    from xlmr.common.checkpoint import fairseq
+
+    monkeypatch.chdir(ROOT)
+    for module in (trim, fairseq, cli_trim):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -42,7 +42,15 @@ _HEAD_OUTPUTS = {"XLMRobertaModel": "last_hidden_state", "XLMRobertaForMaskedLM"
 
 
 def tokenization_changes(full: Any, trimmed: Any, old_ids: np.ndarray, texts: Sequence[str]) -> list[int]:
-    """Indices of ``texts`` whose ids under ``trimmed``, mapped back to the full vocabulary, differ from ``full``'s."""
+    """Indices of ``texts`` whose ids under ``trimmed``, mapped back to the full vocabulary, differ from ``full``'s.
+
+    >>> from xlmr import XLMRobertaTokenizer
+    >>> tok = XLMRobertaTokenizer("tests/fixtures/sentencepiece.bpe.model")
+    >>> tokenization_changes(tok, tok, np.arange(len(tok)), ["Hi there", "Hallo"])
+    []
+    >>> tokenization_changes(tok, tok, np.arange(len(tok))[::-1], ["Hi there", "Hallo"])
+    [0, 1]
+    """
     if not texts:
         return []
     a = full(list(texts), add_special_tokens=True)["input_ids"]

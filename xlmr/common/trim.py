@@ -68,7 +68,11 @@ class Corpus:
     where: list[tuple[str, int]]
 
     def split(self, every: int) -> tuple["Corpus", "Corpus"]:
-        """(selection, held out): with ``every`` = N, every Nth line is held out; 0 holds out nothing."""
+        """(selection, held out): with ``every`` = N, every Nth line is held out; 0 holds out nothing.
+
+        >>> Corpus(["a", "b", "c", "d"], [("c.txt", n) for n in range(1, 5)]).split(2)[1].texts
+        ['b', 'd']
+        """
         held = [every > 0 and i % every == every - 1 for i in range(len(self.texts))]
         pick = lambda keep: Corpus([t for t, h in zip(self.texts, held) if h == keep],  # noqa: E731
                                    [w for w, h in zip(self.where, held) if h == keep])
@@ -147,7 +151,14 @@ def _unigram(pieces: list[tuple[str, float, int]]) -> Any:
 
 
 def piece_counts(tokenizer: Any, texts: Sequence[str], size: int) -> np.ndarray:
-    """How often each fairseq id occurs when the ``tokenizers`` pipeline ``tokenizer`` encodes ``texts``."""
+    """How often each fairseq id occurs when the ``tokenizers`` pipeline ``tokenizer`` encodes ``texts``.
+
+    >>> from xlmr import XLMRobertaTokenizerFast
+    >>> tok = XLMRobertaTokenizerFast("tests/fixtures/sentencepiece.bpe.model")
+    >>> counts = piece_counts(tok.backend_tokenizer, ["a a a"], len(tok))
+    >>> int(counts[tok.convert_tokens_to_ids("\u2581a")]), int(counts.sum())
+    (3, 3)
+    """
     counts = np.zeros(size, np.int64)
     for start in range(0, len(texts), _BATCH):
         for encoding in tokenizer.encode_batch(list(texts[start:start + _BATCH]), add_special_tokens=False):
@@ -268,6 +279,14 @@ def trim_state(state: Mapping[str, Any], config: XLMRobertaConfig, old_ids: np.n
     """The tensors with every per-id row gathered in the new id order, and the config with the new vocab_size.
 
     ``state`` has canonical names (``normalise_names``); tensors without a vocabulary axis are passed through.
+
+    >>> cfg = XLMRobertaConfig(vocab_size=5, hidden_size=2, num_hidden_layers=1, num_attention_heads=1,
+    ...                        intermediate_size=2)
+    >>> state = {"roberta.embeddings.word_embeddings.weight": np.arange(10.0).reshape(5, 2),
+    ...          "lm_head.bias": np.arange(5.0)}
+    >>> small, small_cfg = trim_state(state, cfg, np.array([0, 2, 4]))
+    >>> small["lm_head.bias"].tolist(), small_cfg.vocab_size
+    ([0.0, 2.0, 4.0], 3)
     """
     out = dict(state)
     for name in VOCAB_TENSORS:
@@ -282,7 +301,11 @@ def trim_state(state: Mapping[str, Any], config: XLMRobertaConfig, old_ids: np.n
 
 
 def parameter_count(state: Mapping[str, Any]) -> int:
-    """Elements in the unique tensors of a state dict (a tied decoder is not in it)."""
+    """Elements in the unique tensors of a state dict (a tied decoder is not in it).
+
+    >>> parameter_count({"a": np.zeros((3, 4)), "b": np.zeros(5)})
+    17
+    """
     return int(sum(np.asarray(v).size for v in state.values()))
 
 
@@ -306,6 +329,13 @@ def trim_checkpoint(src: str, dst: str, corpus: Sequence[str], *, keep_top: int 
     ``holdout`` = N every Nth corpus line is left out of the choice (for ``xlmr trim-vocab --verify`` to measure
     text outside the corpus); the summary's ``heldout`` lists those lines. ``src`` is never modified; ``dst``
     appears whole or not at all, and an existing ``dst`` is replaced only when ``force``.
+
+    >>> import tempfile
+    >>> corpus = os.path.join(tempfile.mkdtemp(), "corpus.txt")
+    >>> _ = open(corpus, "w").write("Everyone has the right to life.\\n")
+    >>> summary = trim_checkpoint("xlmr/assets/default", os.path.join(tempfile.mkdtemp(), "small"), [corpus])
+    >>> summary["vocab_size"][0], summary["vocab_size"][1] < 100, summary["format"]
+    (8002, True, 'safetensors')
     """
     from xlmr.common.checkpoint import FORMATS, find_checkpoint, read_checkpoint, save_pretrained
     from xlmr.common.io import atomic_directory

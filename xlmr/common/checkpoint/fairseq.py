@@ -254,7 +254,14 @@ def read_model_pt(path: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
 
 # ------------------------------------------------------------------------------------------------ vocabulary
 def read_dictionary(path: str) -> list[str]:
-    """The symbols of a fairseq ``dict.txt`` (``symbol count`` per line, optionally ``#fairseq:overwrite``)."""
+    """The symbols of a fairseq ``dict.txt`` (``symbol count`` per line, optionally ``#fairseq:overwrite``).
+
+    >>> import tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "dict.txt")
+    >>> _ = open(path, "w", encoding="utf-8").write("\u2581the 100\\n, 90 #fairseq:overwrite\\n")
+    >>> read_dictionary(path)
+    ['▁the', ',']
+    """
     with open(path, encoding="utf-8") as f:
         lines = f.read().splitlines()
     symbols = []
@@ -268,7 +275,16 @@ def read_dictionary(path: str) -> list[str]:
 
 
 def check_dictionary(symbols: list[str], pieces: list[str], dict_path: str, spm_path: str) -> None:
-    """Refuse a dict.txt whose line k is not sentencepiece piece k + 3, naming the first differing entry."""
+    """Refuse a dict.txt whose line k is not sentencepiece piece k + 3, naming the first differing entry.
+
+    >>> pieces = ["<unk>", "<s>", "</s>", "\u2581the", ","]
+    >>> check_dictionary(["\u2581the", ","], pieces, "dict.txt", "spm.model")
+    >>> try:
+    ...     check_dictionary(["\u2581the", "."], pieces, "dict.txt", "spm.model")
+    ... except CheckpointError as e:
+    ...     print(e)  # doctest: +ELLIPSIS
+    dict.txt:2: '.' (fairseq id 5) but spm.model has ',' at piece 4; ...
+    """
     spm_pieces = pieces[3:]
     for k, (symbol, piece) in enumerate(zip(symbols, spm_pieces)):
         if symbol != piece:
