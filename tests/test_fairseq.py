@@ -209,7 +209,8 @@ def _check_mlm(dst: str, expected) -> None:
 
 def test_old_layout_with_namespace_and_fused_qkv_matches_hf(mlm, tmp_path):
     model, state, expected = mlm
-    src = write_folder(tmp_path / "fairseq", fairseq_state(state, 2, new=False), args=argparse.Namespace(**model_args()))
+    src = write_folder(tmp_path / "fairseq", fairseq_state(state, 2, new=False),
+                       args=argparse.Namespace(**model_args()))
     summary = convert(src, str(tmp_path / "out"), "safetensors")
     assert summary["architecture"] == "XLMRobertaForMaskedLM" and summary["source_format"] == "fairseq"
     assert sorted(os.listdir(tmp_path / "out")) == ["config.json", "model.safetensors", "sentencepiece.bpe.model",
@@ -273,7 +274,8 @@ def test_converts_to_tf_and_flax_and_matches_hf(mlm, tmp_path, fmt, backend):
     if backend not in installed_backends():
         pytest.skip(f"{backend} not installed")
     model, state, (mask, hidden, logits) = mlm
-    src = write_folder(tmp_path / "fairseq", fairseq_state(state, 2, new=False), args=argparse.Namespace(**model_args()))
+    src = write_folder(tmp_path / "fairseq", fairseq_state(state, 2, new=False),
+                       args=argparse.Namespace(**model_args()))
     convert(src, str(tmp_path / "out"), fmt)
     batch = transformers.XLMRobertaTokenizer(SPM)(TEXTS, padding=True, return_tensors="np")
     ours = model_class(backend, "XLMRobertaForMaskedLM").from_pretrained(tmp_path / "out")

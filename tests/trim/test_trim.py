@@ -34,7 +34,8 @@ def _model() -> bytes:
 
 
 def _digest(folder: str) -> dict[str, str]:
-    return {n: hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest() for n in sorted(os.listdir(folder))}
+    return {n: hashlib.sha256(open(os.path.join(folder, n), "rb").read()).hexdigest()
+            for n in sorted(os.listdir(folder))}
 
 
 def _write(path, lines) -> str:
