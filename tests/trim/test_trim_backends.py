@@ -121,3 +121,26 @@ def test_verify_passes_and_fails_when_a_row_is_wrong(trimmed, tmp_path):
     assert diffs["hidden_states"] > 1e-3
     with pytest.raises(TrimError, match="--verify failed"):
         verify({**summary, "destination": str(dst)}, texts[:8], backend="pt")
+
+
+def test_sequence_classification_checkpoint_trims_and_verifies(tmp_path):
+    config = dict(vocab_size=8002, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
+                  max_position_embeddings=130, type_vocab_size=1, num_labels=3)
+    torch.manual_seed(0)
+    hf = transformers.XLMRobertaForSequenceClassification(transformers.XLMRobertaConfig(**config)).eval()
+    src = tmp_path / "src"
+    hf.save_pretrained(src)
+    transformers.XLMRobertaTokenizer(SPM).save_pretrained(src)
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("\n".join(CORPUS[:12]) + "\n", encoding="utf-8")
+    summary = trim_checkpoint(str(src), str(tmp_path / "dst"), [str(corpus)], to="pt", holdout=3)
+    assert summary["architecture"] == "XLMRobertaForSequenceClassification"
+    selection = read_corpus([str(corpus)]).split(3)[0].texts
+    result = verify(summary, selection, backend="pt")
+    assert result["max_abs"]["head"] <= ATOL and result["heldout_lines"] == 4
+    small = transformers.XLMRobertaForSequenceClassification.from_pretrained(tmp_path / "dst").eval()
+    tokenizer = transformers.XLMRobertaTokenizerFast.from_pretrained(tmp_path / "dst")
+    full_batch = transformers.XLMRobertaTokenizer(SPM)(selection, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        logits = small(**tokenizer(selection, padding=True, return_tensors="pt")).logits
+        assert (logits - hf(**full_batch).logits).abs().max().item() <= ATOL
