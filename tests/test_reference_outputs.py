@@ -55,3 +55,11 @@ def test_one_backend_on_a_checkpoint_without_reference_names_the_extras(monkeypa
     assert err == (f"xlmr parity: error: parity compares backends, and only pt is installed; {folder} ships no "
                    "reference outputs to compare with: add a second backend with pip install 'xlmr[tf]' or "
                    "pip install 'xlmr[flax]'")
+
+
+def test_isolated_backends_give_the_same_rows_as_in_process():
+    backends = installed_backends()[:2]
+    classes = ["XLMRobertaForSequenceClassification"]
+    _, direct = parity.check_checkpoint(parity.DEFAULT_CHECKPOINT, backends, classes, isolate=False, progress=False)
+    _, isolated = parity.check_checkpoint(parity.DEFAULT_CHECKPOINT, backends, classes, isolate=True, progress=False)
+    assert [(r.pair, r.max_abs, r.worst) for r in direct] == [(r.pair, r.max_abs, r.worst) for r in isolated]

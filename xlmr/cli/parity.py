@@ -13,12 +13,14 @@ Backends are driven through ``xlmr.backends`` (numpy in, numpy out), which impor
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import gc
 import argparse
 import json
 import time
 import itertools
+import multiprocessing
 import sys
 import os
 import warnings
@@ -50,6 +52,7 @@ DEFAULT_CHECKPOINT = DEFAULT_FOLDER
 # all three backends by the test suite: with one backend installed, `xlmr parity` compares it with these.
 REFERENCE_FILE = "reference_outputs.npz"
 REFERENCE_VOCAB_STRIDE = 16
+ISOLATE_BYTES = 256 * 2**20
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -219,28 +222,51 @@ def reference_subset(outputs: dict[str, np.ndarray], vocab_size: int) -> dict[st
             for k, v in outputs.items() if k.split(".")[0] not in ("hidden_states", "attentions", "cross_attentions")}
 
 
+def _weights_bytes(checkpoint: str) -> int:
+    return sum(os.path.getsize(f) for f in find_checkpoint(checkpoint)[1])
+
+
+def _run_classes(backend: str, checkpoint: str, jobs: dict[str, tuple[XLMRobertaConfig, dict[str, np.ndarray]]],
+                 seed: int, dtype: str | None, done: Callable[[], Any] = lambda: None) -> dict[str, Any]:
+    """Every class in one backend, releasing each model before the next loads."""
+    out = {}
+    for arch, (cfg, inputs) in jobs.items():
+        out[arch] = run_backend(backend, arch, checkpoint, cfg, inputs, seed, dtype)
+        _release(backend)
+        done()
+    return out
+
+
 def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITECTURES, seed: int = 0,
                      dtype: str = "float32", progress: bool | None = None,
-                     reference: dict[str, dict[str, np.ndarray]] | None = None) -> tuple[Batch, list[Row]]:
+                     reference: dict[str, dict[str, np.ndarray]] | None = None,
+                     isolate: bool | None = None) -> tuple[Batch, list[Row]]:
     """Run every class in each backend, one backend at a time, and compare each pair of backends.
 
     With ``reference`` (outputs computed once and shipped, see ``reference_outputs``), each backend is also compared
-    with it, so that a single installed backend can be checked.
+    with it, so that a single installed backend can be checked. ``isolate`` runs each backend in a child process
+    (default: when the weights pass ``ISOLATE_BYTES``), so that one framework's memory is gone before the next
+    loads: frameworks keep freed memory in their own pools.
     """
     config = XLMRobertaConfig.from_pretrained(checkpoint)
     batch = make_batch(checkpoint, config, seed)
     base_sized = config.hidden_size >= 768
-    results: dict[str, dict[str, dict[str, np.ndarray]]] = {b: {} for b in backends}
+    configs = {arch: class_config(arch, config) for arch in architectures}
+    jobs = {arch: (cfg, inputs_for(arch, batch, cfg, seed)) for arch, cfg in configs.items()}
+    compute = None if dtype == "float32" else dtype
+    if isolate is None:  # a child process per backend returns all its memory; worth it only for big checkpoints
+        isolate = _weights_bytes(checkpoint) > ISOLATE_BYTES
+    results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     with _progress(len(backends) * len(architectures), progress) as bar:
         for backend in backends:
-            for arch in architectures:
-                bar.set_description(f"parity {backend} {arch}")
-                cfg = class_config(arch, config)
-                inputs = inputs_for(arch, batch, cfg, seed)
-                results[backend][arch] = run_backend(backend, arch, checkpoint, cfg, inputs, seed,
-                                                     None if dtype == "float32" else dtype)
-                _release(backend)  # one model in memory at a time: a base-sized one holds over 1 GB
-                bar.update()
+            bar.set_description(f"parity {backend}")
+            if isolate:
+                context = multiprocessing.get_context("spawn")
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                    results[backend] = pool.submit(_run_classes, backend, checkpoint, jobs, seed, compute).result()
+                bar.update(len(architectures))
+            else:
+                results[backend] = _run_classes(backend, checkpoint, jobs, seed, compute, bar.update)
     limit = tolerance(dtype, base_sized)
     rows = []
     for arch in architectures:
