@@ -16,6 +16,7 @@ import sys
 COMMANDS = {
     "convert": "xlmr.cli.convert",
     "parity": "xlmr.cli.parity",
+    "export": "xlmr.cli.export",
 }
 
 
