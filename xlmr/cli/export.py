@@ -127,7 +127,7 @@ def runtime(format: str, folder: str, spec: Any) -> Callable[[dict[str, np.ndarr
             session = onnxruntime.InferenceSession(os.path.join(folder, "model.onnx"),
                                                    providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime's errors are its own classes, with the failing node in the message
-            raise RuntimeError(f"onnxruntime {onnxruntime.__version__} cannot run the export: {_first_line(e)}") \
+            raise RuntimeError(f"onnxruntime {onnxruntime.__version__} (CPU) cannot load it: {_first_line(e)}") \
                 from None
         return lambda inputs: dict(zip(spec.output_names, (np.asarray(a, np.float32) for a in session.run(
             list(spec.output_names), {n: inputs[n].astype(np.int64) for n in names}))))
@@ -173,14 +173,20 @@ def verify_batches(checkpoint: str, config: XLMRobertaConfig, architecture: str,
 
 def reference(backend: str, model: Any, inputs: dict[str, np.ndarray], spec: Any) -> dict[str, np.ndarray]:
     flags = {"use_cache": False} if spec.architecture == "XLMRobertaForCausalLM" else {}
-    out = call_model(backend, model, inputs, return_dict=True, **flags)
+    if backend == "flax":  # jitted: eager JAX compiles every op on first use, much slower for a one-off batch
+        from xlmr.flax import checked_call
+
+        out = checked_call(model, **inputs, return_dict=True, **flags)
+    else:
+        out = call_model(backend, model, inputs, return_dict=True, **flags)
     return {name: to_numpy(backend, out[name], np.float32) for name in spec.output_names}
 
 
 def verify(format: str, folder: str, backend: str, model: Any, spec: Any, batches: list[dict],
-           dtype: str = "float32") -> dict[str, Any]:
-    """Run the export in ``folder`` on ``batches`` and compare with ``model``; raises VerifyError on a difference."""
-    run = runtime(format, folder, spec)
+           dtype: str = "float32", run: Callable | None = None) -> dict[str, Any]:
+    """Run the export in ``folder`` (or ``run``, its loaded runtime) on ``batches`` and compare with ``model``;
+    raises VerifyError on a difference."""
+    run = run or runtime(format, folder, spec)
     base_sized = model.config.hidden_size >= 768
     worst, where, limit, rule = 0.0, "", tolerance(dtype, base_sized), f"{tolerance(dtype, base_sized):g}"
     shapes = []
@@ -253,11 +259,16 @@ def export_checkpoint(checkpoint: str, out: str, format: str, *, task: str | Non
                                      if o.domain in ("", "ai.onnx"))
         with open(os.path.join(tmp, MANIFEST), "w", encoding="utf-8") as f:
             json.dump(manifest, f, indent=2)
-        if dtype != "float32" and not verify_export:
-            runtime(format, tmp, spec)  # refuses a dtype the runtime has no CPU kernels for, before publishing
+        run = None
+        if dtype != "float32" and importlib.util.find_spec(RUNTIME_MODULE[format]) is not None:
+            try:  # refuse a dtype the runtime has no CPU kernels for, before publishing
+                run = runtime(format, tmp, spec)
+            except RuntimeError as e:
+                raise RuntimeError(f"--dtype {dtype}: the {format} runtime on this CPU has no kernels for it ({e}); "
+                                   f"export float32, or run the export where {dtype} kernels exist") from None
         if verify_export:
             summary["verify"] = verify(format, tmp, backend, model, spec,
-                                       verify_batches(checkpoint, config, architecture, spec), dtype)
+                                       verify_batches(checkpoint, config, architecture, spec), dtype, run)
     summary.update(files=sorted(os.listdir(out)), opset=manifest.get("opset"), seconds=round(time.perf_counter() - start, 3),
                    bytes=sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(out) for f in names))
     return summary

@@ -17,6 +17,7 @@ COMMANDS = {
     "convert": "xlmr.cli.convert",
     "parity": "xlmr.cli.parity",
     "export": "xlmr.cli.export",
+    "serve": "xlmr.cli.serve",
 }
 
 

@@ -52,14 +52,14 @@ def serving_function(model: keras.Model) -> Any:
 
 def export(model: keras.Model, path: str | os.PathLike, *, opset: int | None = None) -> list[str]:
     """Write ``model`` as a SavedModel into the folder ``path`` (signature ``serving_default``, also callable as
-    ``loaded.serve(...)``); returns the top-level entries written. ``opset`` is ONNX's and must be None here."""
+    ``loaded.serving_default({name: tensor})``); returns the top-level entries written. ``opset`` is ONNX's and
+    must be None here."""
     if opset is not None:
         raise ValueError(f"opset={opset} is an ONNX setting; a SavedModel has none")
     serve = serving_function(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
-    archive.add_endpoint("serve", serve)
-    archive.add_endpoint(SIGNATURE, serve)
+    archive.add_endpoint(SIGNATURE, serve)  # one endpoint: each one costs a trace of the model when saving
     before = set(os.listdir(path)) if os.path.isdir(path) else set()
     archive.write_out(os.fspath(path), verbose=False)
     return sorted(set(os.listdir(path)) - before)
