@@ -57,6 +57,9 @@ def load(directory: str) -> Callable[..., dict[str, np.ndarray]]:
         if unknown or missing:
             raise TypeError(f"inputs are {names}; got unknown {unknown}, missing {missing}")
         ids = np.asarray(inputs["input_ids"])
+        if ids.shape[-1] > manifest["max_length"]:  # JAX's own error for the shape constraint does not say which
+            raise ValueError(f"input_ids has sequences of {ids.shape[-1]} tokens, over the export's limit of "
+                             f"{manifest['max_length']} (max_length in {MANIFEST})")
         tensors = [np.asarray(inputs[n], np.int32) if n in inputs else np.zeros(ids.shape, np.int32) for n in names]
         return {k: np.asarray(v) for k, v in exported.call(weights, *tensors).items()}
 
@@ -67,11 +70,13 @@ def _main(argv: list[str]) -> int:
     if len(argv) < 2:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
+    with open(os.path.join(argv[0], MANIFEST), encoding="utf-8") as f:
+        pad = json.load(f).get("pad_token_id", 1)
     rows = [[int(t) for t in row.split(",")] for row in argv[1:]]
     width = max(map(len, rows))
-    ids = np.array([r + [1] * (width - len(r)) for r in rows])
+    ids = np.array([r + [pad] * (width - len(r)) for r in rows])
     mask = np.array([[1] * len(r) + [0] * (width - len(r)) for r in rows])
-    for name, value in load(argv[0]).__call__(input_ids=ids, attention_mask=mask).items():
+    for name, value in load(argv[0])(input_ids=ids, attention_mask=mask).items():
         print(name, value.shape, value.dtype)
     return 0
 
