@@ -234,6 +234,21 @@ def test_existing_out_needs_force_and_is_left_alone(checkpoints, tmp_path, capsy
     assert [p for p in os.listdir(tmp_path) if p.startswith(".")] == []  # no temporary sibling left behind
 
 
+def test_verify_exits_1_on_a_difference_and_writes_nothing(checkpoints, tmp_path, capsys, monkeypatch):
+    real = cli_export.reference
+
+    def off_by_a_little(*args):  # the model's outputs moved by 1e-3: what a broken export would look like
+        return {k: v + 1e-3 for k, v in real(*args).items()}
+
+    monkeypatch.setattr(cli_export, "reference", off_by_a_little)
+    out = tmp_path / "o"
+    assert main(["export", checkpoints["XLMRobertaForSequenceClassification"], str(out), "--format", "onnx",
+                 "--verify"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--verify failed" in err and "1.000e-03" in err and "logits" in err
+    assert not out.exists()
+
+
 def test_cli_error_is_one_line_in_a_real_process(checkpoints, tmp_path):
     result = subprocess.run([sys.executable, "-m", "xlmr", "export", checkpoints["XLMRobertaModel"],
                              str(tmp_path / "o"), "--format", "coreml"], capture_output=True, text=True, timeout=300)

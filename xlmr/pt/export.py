@@ -59,6 +59,13 @@ class _Serving(torch.nn.Module):
         return tuple(out[name] for name in self.output_names)
 
 
+def serving_function(model: torch.nn.Module) -> torch.nn.Module:
+    """A module taking the export's inputs positionally (in the spec's order) and returning its named outputs as a
+    tuple: what ``torch.onnx.export`` traces."""
+    spec = export_spec(model.config, model.architecture, "int64")
+    return _Serving(model, spec.input_names, spec.output_names).eval()
+
+
 def sample_inputs(spec: Any, config: Any, length: int = 8) -> tuple[torch.Tensor, ...]:
     """Two rows of ``length`` tokens (two choices each for multiple choice), the second padded."""
     rows = 2
@@ -88,7 +95,7 @@ def export(model: torch.nn.Module, path: str | os.PathLike, *, opset: int | None
     weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
     if external_data is None:
         external_data = weight_bytes > EXTERNAL_DATA_BYTES
-    serving = _Serving(model, spec.input_names, spec.output_names).eval()
+    serving = serving_function(model)
     was_training = model.training
     model.eval()
     target = os.path.join(path, ONNX_FILE)
