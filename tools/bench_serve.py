@@ -23,6 +23,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -94,9 +95,10 @@ def main() -> int:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])))
+    log = tempfile.TemporaryFile("w+")
     server = subprocess.Popen([sys.executable, "-m", "xlmr", "serve", args.checkpoint, "--task", args.task,
                                "--backend", args.backend, "--port", str(port), "--max-wait-ms", str(args.max_wait_ms)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                              env=env, stdout=subprocess.DEVNULL, stderr=log)
     rows = []
     try:
         deadline = time.time() + 300
@@ -118,6 +120,10 @@ def main() -> int:
             inputs = metric(after, "xlmr_inputs_total") - metric(before, "xlmr_inputs_total")
             row["mean_batch_size"] = round(inputs / calls, 2) if calls else None
             rows.append(row)
+    except BaseException:
+        log.seek(0)
+        print("".join([line for line in log.readlines() if " 200 OK" not in line][-60:]), file=sys.stderr)
+        raise
     finally:
         server.terminate()
         server.wait(60)

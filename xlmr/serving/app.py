@@ -176,8 +176,19 @@ def create_app(pipe: Callable[..., list], *, limits: Limits | None = None, task:
 
 
 def _tokenizer_counter(tokenizer: Any) -> Callable[[Any], int]:
+    """Counts tokens with a private copy of the pipeline's Rust tokenizer: the pipeline uses its own in the model
+    thread, and a ``tokenizers.Tokenizer`` used from two threads at once fails ("Already borrowed")."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return lambda value: max(1, sum(len(text) for _, text in _texts(value)) // 4)
+    from tokenizers import Tokenizer
+
+    counter = Tokenizer.from_str(backend.to_str())
+    counter.no_truncation()
+    counter.no_padding()
+
     def count(value: Any) -> int:
         texts = [text for _, text in _texts(value)]
-        return sum(len(ids) for ids in tokenizer(texts)["input_ids"]) if texts else 1
+        return sum(len(e.ids) for e in counter.encode_batch(texts)) if texts else 1
 
     return count
