@@ -249,6 +249,15 @@ def test_verify_exits_1_on_a_difference_and_writes_nothing(checkpoints, tmp_path
     assert not out.exists()
 
 
+def test_out_holding_the_checkpoint_is_refused_even_with_force(checkpoints, tmp_path, capsys):
+    checkpoint = checkpoints["XLMRobertaModel"]
+    before = sorted(os.listdir(checkpoint))
+    for out in (checkpoint, os.path.dirname(checkpoint)):
+        err = one_line_error(capsys, ["export", checkpoint, out, "--format", "onnx", "--force"])
+        assert "is or contains the checkpoint folder" in err
+    assert sorted(os.listdir(checkpoint)) == before
+
+
 def test_cli_error_is_one_line_in_a_real_process(checkpoints, tmp_path):
     result = subprocess.run([sys.executable, "-m", "xlmr", "export", checkpoints["XLMRobertaModel"],
                              str(tmp_path / "o"), "--format", "coreml"], capture_output=True, text=True, timeout=300)

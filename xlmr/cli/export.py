@@ -233,8 +233,9 @@ def export_checkpoint(checkpoint: str, out: str, format: str, *, task: str | Non
         raise FileNotFoundError(f"checkpoint folder {checkpoint} does not exist")
     if os.path.exists(out) and not force:
         raise FileExistsError(f"{out} already exists; pass --force to replace it")
-    if os.path.abspath(out) == os.path.abspath(checkpoint):
-        raise ValueError(f"OUT {out} is the checkpoint folder itself; choose another folder")
+    real_out, real_checkpoint = os.path.realpath(out), os.path.realpath(checkpoint)
+    if os.path.commonpath([real_out, real_checkpoint]) == real_out:  # replacing OUT would delete the source
+        raise ValueError(f"OUT {out} is or contains the checkpoint folder {checkpoint}; choose another folder")
     config = XLMRobertaConfig.from_pretrained(checkpoint)
     architecture = choose_architecture(checkpoint, config, task)
     config = class_config(architecture, config)
@@ -269,7 +270,8 @@ def export_checkpoint(checkpoint: str, out: str, format: str, *, task: str | Non
         if verify_export:
             summary["verify"] = verify(format, tmp, backend, model, spec,
                                        verify_batches(checkpoint, config, architecture, spec), dtype, run)
-    summary.update(files=sorted(os.listdir(out)), opset=manifest.get("opset"), seconds=round(time.perf_counter() - start, 3),
+    summary.update(files=sorted(os.listdir(out)), opset=manifest.get("opset"),
+                   seconds=round(time.perf_counter() - start, 3),
                    bytes=sum(os.path.getsize(os.path.join(d, f)) for d, _, names in os.walk(out) for f in names))
     return summary
 
