@@ -150,6 +150,21 @@ def test_stablehlo_loader_runs_without_xlmr(checkpoints, tmp_path):
     np.testing.assert_allclose(np.load(result), expected["logits"], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("weights", ["tf", "flax"])
+def test_any_checkpoint_format_is_a_source(checkpoints, tmp_path, weights):
+    from xlmr.common.convert import convert
+
+    architecture = "XLMRobertaForTokenClassification"
+    source = str(tmp_path / "source")
+    convert(checkpoints[architecture], source, weights)  # tf_model.h5 or flax_model.msgpack, read by pt here
+    summary = cli_export.export_checkpoint(source, str(tmp_path / "out"), "onnx", verify_export=True)
+    spec = export_spec(XLMRobertaConfig.from_pretrained(source), architecture)
+    inputs = cli_export.verify_batches(source, XLMRobertaConfig.from_pretrained(source), architecture, spec)[0]
+    assert summary["verify"]["max_abs"] <= 1e-5
+    assert_close(cli_export.runtime("onnx", str(tmp_path / "out"), spec)(inputs),
+                 pt_outputs(checkpoints[architecture], architecture, inputs))
+
+
 # ------------------------------------------------------------------------------------------------ external data
 def test_onnx_weights_move_to_external_data_past_the_threshold(checkpoints, tmp_path, monkeypatch):
     import xlmr.pt.export as pt_export
