@@ -10,7 +10,7 @@ type, ``token_type_ids``; outputs as the fields of HF's output classes (``logits
 Example:
     >>> from xlmr import XLMRobertaConfig
     >>> from xlmr.common.export_spec import export_spec
-    >>> spec = export_spec(XLMRobertaConfig(vocab_size=100, hidden_size=32, num_labels=3),
+    >>> spec = export_spec(XLMRobertaConfig(vocab_size=100, hidden_size=32, num_attention_heads=4, num_labels=3),
     ...                    "XLMRobertaForTokenClassification")
     >>> spec.input_names, spec.output_names, spec.outputs[0].axes
     (('input_ids', 'attention_mask'), ('logits',), ('batch', 'sequence', 3))
