@@ -258,3 +258,23 @@ def test_health_and_metrics_are_served():
     assert health == {"status": "ok", "task": "echo", "backend": "none", "queue": 0}
     assert "# TYPE xlmr_batch_size histogram" in text and metric(text, "xlmr_inputs_total") == 2
     assert metric(text, 'xlmr_batch_size_bucket{le="2"}') == 1
+
+
+def test_the_command_line_loads_no_server_stack_until_serving():
+    code = ("import sys, xlmr.cli.main as m; m.build_parser(); "
+            "print(sorted(x for x in ('starlette', 'uvicorn', 'httpx', 'torch', 'tensorflow', 'jax') "
+            "if x in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          timeout=120).stdout.strip() == "[]"
+
+
+def test_serve_without_the_server_stack_names_the_extra(monkeypatch, capsys):
+    import importlib.util
+
+    from xlmr.cli.main import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "uvicorn" else real(n, *a))
+    assert main(["serve", DEFAULT, "--task", "fill-mask"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "xlmr serve: error: xlmr serve needs uvicorn, not installed; install with: pip install 'xlmr[serve]'"

@@ -13,6 +13,7 @@ SIGTERM the server stops accepting connections, answers every request already re
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 
 from xlmr.serving.batcher import Limits
@@ -50,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    missing = [m for m in ("starlette", "uvicorn") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ImportError(f"xlmr serve needs {' and '.join(missing)}, not installed; install with: "
+                          f"pip install 'xlmr[serve]'")
     import uvicorn
 
     for name in ("max_batch_tokens", "max_queue", "max_inputs", "max_text_chars", "max_body_bytes"):

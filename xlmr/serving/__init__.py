@@ -12,8 +12,18 @@ Example:
 
 from __future__ import annotations
 
-from xlmr.serving.app import create_app
+from typing import Any
+
 from xlmr.serving.batcher import Batcher, Limits
 from xlmr.serving.metrics import Metrics
 
 __all__ = ["Batcher", "Limits", "Metrics", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # The app needs Starlette; ``xlmr --help`` imports this package through ``xlmr serve``'s defaults and must not.
+    if name == "create_app":
+        from xlmr.serving.app import create_app
+
+        return create_app
+    raise AttributeError(f"module 'xlmr.serving' has no attribute {name!r}")
