@@ -229,6 +229,15 @@ def test_unknown_task_and_wrong_backend_are_one_line(checkpoints, tmp_path, caps
     assert "written from the pt backend" in err
 
 
+def test_float16_onnx_verifies_relative_to_its_outputs(checkpoints, tmp_path):
+    out = str(tmp_path / "o")
+    summary = cli_export.export_checkpoint(checkpoints["XLMRobertaForSequenceClassification"], out, "onnx",
+                                           dtype="float16", verify_export=True)
+    check = summary["verify"]
+    assert check["max_abs"] <= check["tolerance"] < 1e-3  # not bf16's absolute 5e-2: logits here are ~0.02
+    assert json.load(open(os.path.join(out, "export.json")))["outputs"][0]["dtype"] == "float16"
+
+
 def test_bfloat16_without_cpu_kernels_is_one_line(checkpoints, tmp_path, capsys):
     # onnxruntime's CPU provider has no bfloat16 Add/MatMul/LayerNormalization kernels.
     err = one_line_error(capsys, ["export", checkpoints["XLMRobertaForSequenceClassification"],
