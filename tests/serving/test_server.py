@@ -52,6 +52,7 @@ class Echo:
         return params
 
     def __call__(self, texts, suffix=""):
+        self.holding = len(texts)  # inputs in the call held at the gate
         self.entered.set()
         self.gate.wait(30)
         self.calls.append(list(texts))
@@ -78,6 +79,14 @@ def serving(app):
     finally:
         server.should_exit = True
         thread.join(30)
+
+
+async def queued(app, depth: int) -> None:
+    """Wait until ``depth`` inputs wait in the batcher's queue (requests sent are not yet received on a busy CPU)."""
+    deadline = time.time() + 30
+    while app.state.batcher.depth < depth:
+        assert time.time() < deadline, f"queue depth {app.state.batcher.depth}, expected {depth}"
+        await asyncio.sleep(0.01)
 
 
 def metric(text: str, name: str) -> float:
@@ -148,7 +157,8 @@ def test_concurrent_requests_are_batched_and_equal_direct_pipeline_calls():
 def test_requests_of_one_length_bucket_share_a_model_call():
     pipe = Echo()
     pipe.gate.clear()
-    with serving(create_app(pipe, limits=Limits(max_wait_ms=20))) as (base, _):
+    app = create_app(pipe, limits=Limits(max_wait_ms=20))
+    with serving(app) as (base, _):
         async def send():
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
                 first = asyncio.ensure_future(client.post("/predict", json={"inputs": "hold"}))
@@ -156,15 +166,15 @@ def test_requests_of_one_length_bucket_share_a_model_call():
                 rest = [asyncio.ensure_future(client.post("/predict", json={"inputs": f"text {i}"}))
                         for i in range(6)]
                 long = asyncio.ensure_future(client.post("/predict", json={"inputs": "x" * 400}))
-                await asyncio.sleep(0.3)
+                await queued(app, 7)
                 pipe.gate.set()
                 return await asyncio.gather(first, *rest, long)
 
         responses = asyncio.run(send())
     assert [r.json() for r in responses[1:7]] == [{"text": f"TEXT {i}"} for i in range(6)]
     assert pipe.calls[0] == ["hold"]
-    assert sorted(pipe.calls[1]) == sorted(f"text {i}" for i in range(6))  # six short requests, one call
-    assert pipe.calls[2] == ["x" * 400]                                     # another length bucket
+    # six short requests in one call, the long one (another length bucket) in its own; either may go first
+    assert sorted(sorted(call) for call in pipe.calls[1:]) == [[f"text {i}" for i in range(6)], ["x" * 400]]
 
 
 def test_a_bad_input_fails_alone_with_422():
@@ -184,21 +194,22 @@ def test_a_bad_input_fails_alone_with_422():
 def test_full_queue_answers_503_with_retry_after():
     pipe = Echo()
     pipe.gate.clear()
-    with serving(create_app(pipe, limits=Limits(max_queue=2, max_wait_ms=0))) as (base, _):
+    app = create_app(pipe, limits=Limits(max_queue=2, max_wait_ms=0))
+    with serving(app) as (base, _):
         async def send():
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
                 busy = asyncio.ensure_future(client.post("/predict", json={"inputs": "a"}))
                 await asyncio.to_thread(pipe.entered.wait, 10)
-                queued = asyncio.ensure_future(client.post("/predict", json={"inputs": ["b", "c"]}))
-                await asyncio.sleep(0.3)
+                waiting = asyncio.ensure_future(client.post("/predict", json={"inputs": ["b", "c"]}))
+                await queued(app, 2)
                 refused = await client.post("/predict", json={"inputs": "d"})
                 pipe.gate.set()
-                return refused, await busy, await queued
+                return refused, await busy, await waiting
 
-        refused, busy, queued = asyncio.run(send())
+        refused, busy, waiting = asyncio.run(send())
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "limit of 2 (--max-queue)" in refused.json()["error"]
-    assert (busy.status_code, queued.json()) == (200, [{"text": "B"}, {"text": "C"}])
+    assert (busy.status_code, waiting.json()) == (200, [{"text": "B"}, {"text": "C"}])
 
 
 @pytest.mark.parametrize("body,status,message", [
@@ -235,12 +246,13 @@ def test_body_size_and_json_are_checked():
 def test_shutdown_drains_requests_in_flight():
     pipe = Echo()
     pipe.gate.clear()
-    with serving(create_app(pipe, limits=Limits(max_wait_ms=0))) as (base, server):
+    app = create_app(pipe, limits=Limits(max_wait_ms=0))
+    with serving(app) as (base, server):
         async def send():
             async with httpx.AsyncClient(base_url=base, timeout=30) as client:
                 calls = [asyncio.ensure_future(client.post("/predict", json={"inputs": f"t{i}"})) for i in range(4)]
                 await asyncio.to_thread(pipe.entered.wait, 10)
-                await asyncio.sleep(0.2)
+                await queued(app, 4 - pipe.holding)  # the rest of the four wait behind the held call
                 server.should_exit = True  # as on SIGTERM, with four requests received and unanswered
                 await asyncio.sleep(0.2)
                 pipe.gate.set()
