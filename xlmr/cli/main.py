@@ -17,6 +17,8 @@ COMMANDS = {
     "convert": "xlmr.cli.convert",
     "parity": "xlmr.cli.parity",
     "trim-vocab": "xlmr.cli.trim",
+    "export": "xlmr.cli.export",
+    "serve": "xlmr.cli.serve",
 }
 
 

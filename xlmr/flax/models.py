@@ -64,12 +64,23 @@ def is_traced(x: Any) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+class _ShapeOnly:
+    """A traced array's shape for ``check_inputs``, holding no values, so that the value checks pass. Unlike a
+    zero array of that shape it also stands for symbolic dimensions (``jax.export``), which numpy cannot allocate."""
+
+    def __init__(self, x: Any):
+        self.shape, self.dtype = tuple(x.shape), x.dtype
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        return np.zeros((0,), dtype or self.dtype)
+
+
 def _host(x: Any) -> Any:
-    """``x`` as numpy for ``check_inputs``; when traced (under jit) a zero stand-in of its shape and dtype, so
-    shapes are still checked, with the same messages, while the value checks pass."""
+    """``x`` as numpy for ``check_inputs``; when traced (under jit) a stand-in of its shape, so shapes are still
+    checked, with the same messages, while the value checks pass."""
     if x is None:
         return None
-    return np.zeros(x.shape, x.dtype) if is_traced(x) else np.asarray(x)
+    return _ShapeOnly(x) if is_traced(x) else np.asarray(x)
 
 
 def cache_overflow_message(length: int, past_length: Any, max_length: int) -> str:
@@ -379,6 +390,10 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
         self.roberta = self._encoder(rngs, add_pooling_layer=False)
         self.lm_head = LMHead(config, **self._kw(rngs))
         self._initialise(seed, _weights)
+
+    def generate(self, input_ids, attention_mask=None, **settings):  # see xlmr.flax.generation
+        from xlmr.flax.generation import generate
+        return generate(self, input_ids, attention_mask, **settings)
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,

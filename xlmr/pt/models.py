@@ -230,11 +230,12 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
             output_attentions, output_hidden_states, return_dict)
         use_cache = (c.use_cache if use_cache is None else use_cache) and c.is_decoder
         past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
-        _, length = _check(c, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_length)
+        _check(c, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_length)
 
         if not c.is_decoder:
             encoder_hidden_states = None  # as in HF, only decoders attend to an encoder
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
+        length = hidden.shape[1]  # a size the ONNX tracer follows; _check's Python int would be frozen into the graph
         bias = attention_bias(attention_mask, length, past_length, c.is_decoder, hidden.dtype, hidden.device)
         encoder_bias = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
@@ -284,6 +285,10 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
     def build(self, config):
         self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
         self.lm_head = LMHead(config)
+
+    def generate(self, input_ids, attention_mask=None, **settings):  # see xlmr.pt.generation
+        from xlmr.pt.generation import generate
+        return generate(self, input_ids, attention_mask, **settings)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
