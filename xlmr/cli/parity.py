@@ -32,6 +32,7 @@ from xlmr.backends import BACKENDS, EXTRAS, call_model, installed_backends, mode
 from xlmr.common.checkpoint import find_checkpoint
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import tolerance
+from xlmr.common.export_spec import class_config
 from xlmr.common.hub import DEFAULT_FOLDER, resolve
 from xlmr.common.weights import ARCHITECTURES
 
@@ -111,15 +112,6 @@ def inputs_for(architecture: str, batch: Batch, config: XLMRobertaConfig, seed: 
         out["start_positions"] = rng.integers(0, s, b)
         out["end_positions"] = rng.integers(0, s, b)
     return out
-
-
-def class_config(architecture: str, config: XLMRobertaConfig) -> XLMRobertaConfig:
-    """The config each class runs under: QA needs two labels, the causal LM runs as a decoder (as HF advises)."""
-    if architecture == "XLMRobertaForQuestionAnswering" and config.num_labels != 2:
-        return config.replace(num_labels=2)
-    if architecture == "XLMRobertaForCausalLM" and not config.is_decoder:
-        return config.replace(is_decoder=True)
-    return config
 
 
 # ------------------------------------------------------------------------------------------------ adapters
