@@ -95,7 +95,8 @@ def check_pipeline(backend: Tokenizer, path: str) -> None:
         refuse(f"its model is {kind}, XLM-R's is Unigram (a sentencepiece unigram vocabulary)")
     other = [step.get("type") for step in _steps(spec.get("normalizer")) if step.get("type") not in XLMR_NORMALIZERS]
     if other:
-        refuse(f"its normalizer has {', '.join(map(str, other))}, which XLM-R's ({', '.join(XLMR_NORMALIZERS)}) has not")
+        allowed = ", ".join(XLMR_NORMALIZERS)
+        refuse(f"its normalizer has {', '.join(map(str, other))}, which XLM-R's ({allowed}) has not")
     pre = _steps(spec.get("pre_tokenizer"))
     metaspace = [step for step in pre if step.get("type") == "Metaspace"]
     if not metaspace or metaspace[0].get("replacement") != SPIECE_UNDERLINE or metaspace[0].get(
