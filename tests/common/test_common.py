@@ -328,7 +328,7 @@ def test_missing_encoder_weight_is_an_error_naming_every_tensor():
         resolve_weights(state, cfg, "XLMRobertaForMaskedLM", source="/ckpt/model.safetensors")
     msg = str(e.value)
     assert "/ckpt/model.safetensors" in msg and "2 problem(s)" in msg
-    assert "missing encoder weight roberta.encoder.layer.1.attention.self.key.weight (shape (32, 32))" in msg
+    assert "missing weight roberta.encoder.layer.1.attention.self.key.weight (shape (32, 32))" in msg
     assert "roberta.embeddings.LayerNorm.bias" in msg
 
 

@@ -410,7 +410,7 @@ def test_missing_encoder_weight_is_an_error_naming_it(tmp_path):
     del state["roberta.encoder.layer.1.intermediate.dense.weight"]
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     (tmp_path / "config.json").write_text(open(os.path.join(folder, "config.json")).read())
-    with pytest.raises(WeightsError, match=r"missing encoder weight roberta\.encoder\.layer\.1\.intermediate\.dense"
+    with pytest.raises(WeightsError, match=r"missing weight roberta\.encoder\.layer\.1\.intermediate\.dense"
                                            r"\.weight"):
         xtf.XLMRobertaForMaskedLM.from_pretrained(tmp_path)
 

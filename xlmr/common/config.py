@@ -233,6 +233,23 @@ class XLMRobertaConfig:
     def use_return_dict(self) -> bool:
         return self.return_dict
 
+    @property
+    def classifier_dropout_rate(self) -> float:
+        """Dropout of the classification heads: ``classifier_dropout``, or ``hidden_dropout_prob`` when unset (HF)."""
+        return self.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
+
+    def output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None,
+                     return_dict: bool | None) -> tuple[bool, bool, bool]:
+        """A call's output flags: each argument, or the config's field of that name when the argument is None.
+
+        Example:
+            >>> XLMRobertaConfig(output_attentions=True).output_flags(None, True, False)
+            (True, True, False)
+        """
+        return (self.output_attentions if output_attentions is None else output_attentions,
+                self.output_hidden_states if output_hidden_states is None else output_hidden_states,
+                self.return_dict if return_dict is None else return_dict)
+
     # ---------------------------------------------------------------- construction
     @classmethod
     def named(cls, shape: str, **overrides: Any) -> "XLMRobertaConfig":
