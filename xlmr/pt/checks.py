@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from xlmr.common.config import XLMRobertaConfig
-from xlmr.common.inputs import check_inputs
+from xlmr.common.inputs import check_inputs, check_past_key_values
 
 
 def host_view(t: torch.Tensor | None, high: int | None = None) -> Any:
@@ -48,6 +48,28 @@ def host_view(t: torch.Tensor | None, high: int | None = None) -> Any:
     return np.broadcast_to(np.asarray(low, np.int64), tuple(t.shape))
 
 
+def mask_view(t: torch.Tensor | None) -> Any:
+    """An attention mask for ``check_inputs``, as ``host_view`` does for ids: on an accelerator the tensor comes
+    back only when it holds a value other than 0 and 1 (one reduction), else a stand-in of zeros."""
+    if t is None:
+        return None
+    if t.device.type == "cpu" and t.dtype != torch.bfloat16:  # numpy has no bfloat16
+        return t.detach().numpy()
+    t = t.detach()
+    if t.dtype == torch.bool or not ((t != 0) & (t != 1)).any():
+        return np.broadcast_to(np.zeros((), np.int64), tuple(t.shape))
+    return t.float().cpu().numpy()
+
+
+# nn.Embedding takes int32 and int64 indices only; ids of any other integer dtype (checked first) are widened.
+_INDEX_DTYPES = (torch.int32, torch.int64)
+
+
+def index_tensors(*tensors: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
+    """Ids, token types or positions of any integer dtype as int64 (int32 and int64 pass unchanged)."""
+    return tuple(t if t is None or t.dtype in _INDEX_DTYPES else t.long() for t in tensors)
+
+
 def past_length_of(past_key_values: Any) -> int:
     """Number of cached positions in HF's legacy cache (per layer: key, value[, cross key, cross value])."""
     return 0 if past_key_values is None else past_key_values[0][0].shape[2]
@@ -55,9 +77,13 @@ def past_length_of(past_key_values: Any) -> int:
 
 def check_model_inputs(config: XLMRobertaConfig, input_ids: Any, attention_mask: Any, token_type_ids: Any,
                        position_ids: Any, inputs_embeds: Any, past_key_values: Any) -> tuple[int, int]:
-    """Raise the common ValueErrors (ids out of range, too long, mismatched shapes) before any kernel runs;
-    returns (batch, sequence length)."""
+    """Raise the common ValueErrors (ids out of range, too long, mismatched shapes, empty inputs, a mask value
+    other than 0 and 1, a cache of the wrong layers or shapes) before any kernel runs; returns (batch, length)."""
+    check_past_key_values(config, past_key_values, input_ids if input_ids is not None else inputs_embeds)
+    for name, t in (("input_ids", input_ids), ("token_type_ids", token_type_ids), ("position_ids", position_ids)):
+        if t is not None and t.dtype == torch.bfloat16:  # numpy has no bfloat16 to carry the dtype's name
+            raise ValueError(f"{name} must hold integers, got dtype bfloat16")
     return check_inputs(
-        config, host_view(input_ids, config.vocab_size), host_view(attention_mask),
+        config, host_view(input_ids, config.vocab_size), mask_view(attention_mask),
         host_view(token_type_ids, config.type_vocab_size), host_view(position_ids, config.max_position_embeddings),
         None if inputs_embeds is None else tuple(inputs_embeds.shape), past_length_of(past_key_values))

@@ -14,7 +14,7 @@ from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.inputs import check_multiple_choice
 from xlmr.common.loading import PreTrainedModel, initialising, without_initialisation
 from xlmr.pt import losses
-from xlmr.pt.checks import check_model_inputs, past_length_of
+from xlmr.pt.checks import check_model_inputs, index_tensors, past_length_of
 from xlmr.pt.fast_linear import linear
 from xlmr.pt.heads import ClassificationHead, LMHead
 from xlmr.pt.layers import Embeddings, Encoder, Pooler
@@ -169,9 +169,10 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         use_cache = (c.use_cache if use_cache is None else use_cache) and c.is_decoder
-        past_length = past_length_of(past_key_values)
         _, length = check_model_inputs(c, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                                        past_key_values)
+        past_length = past_length_of(past_key_values)
+        input_ids, token_type_ids, position_ids = index_tensors(input_ids, token_type_ids, position_ids)
 
         if not c.is_decoder:
             encoder_hidden_states = None  # as in HF, only decoders attend to an encoder
