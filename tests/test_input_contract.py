@@ -82,8 +82,8 @@ def test_empty_inputs_raise_the_same_value_error(backend, inputs, expected):
 
 
 # ---------------------------------------------------------------------------------------------- attention mask
-MASK_RULE = "outside {0, 1}: 1 attends to a token, 0 masks it (HF masks out every value but 1, xlmr only 0, so any " \
-            "other value is refused)"
+MASK_RULE = "which is neither 0 (masked) nor 1 (attended); HF masks out every value but 1, xlmr every value but 0, " \
+            "so any other value is refused"
 
 
 @pytest.mark.parametrize("mask,expected", [
@@ -101,6 +101,43 @@ def test_masks_of_zeros_and_ones_in_any_dtype_give_the_int_mask_result(backend, 
     reference = to_numpy(backend, call_model(backend, m, dict(input_ids=IDS, attention_mask=MASK)).last_hidden_state)
     out = call_model(backend, m, dict(input_ids=IDS, attention_mask=MASK.astype(dtype))).last_hidden_state
     np.testing.assert_allclose(to_numpy(backend, out), reference, atol=1e-6)
+
+
+BAD_MASK = np.array([[1, 1, 1, 1, 1], [1, 1, 2, 1, 0]])
+TRACED_CASES = [(dict(input_ids=IDS, attention_mask=BAD_MASK), "attention_mask holds 2 at (1, 2), " + MASK_RULE),
+                (dict(input_ids=IDS, attention_mask=BAD_MASK.astype(np.float32) / 4),
+                 "attention_mask holds 0.25 at (0, 0), " + MASK_RULE),
+                (dict(input_ids=IDS.copy(), attention_mask=MASK), None)]  # ids made bad below: the reference check
+TRACED_CASES[2][0]["input_ids"][0, 3] = 120
+
+
+@pytest.mark.parametrize("inputs,expected", TRACED_CASES)
+def test_checked_call_checks_mask_values_as_it_checks_ids(backend, inputs, expected):
+    """Compiled calls (tf ``compiled_call``, flax ``checked_call`` with checkify) raise the eager message."""
+    if backend == "pt":
+        pytest.skip("PyTorch runs eagerly: the eager checks above are its only checks")
+    expected = expected or "input_ids holds 120 at (0, 3), outside [0, 99) set by config.vocab_size=99"
+    with pytest.raises(ValueError) as e:
+        import_backend(backend).checked_call(model(backend), **{k: to_backend(backend, v) for k, v in inputs.items()})
+    assert str(e.value) == expected
+
+
+@pytest.mark.parametrize("inputs,expected", TRACED_CASES[:2])
+def test_tf_function_asserts_mask_values_with_the_same_text(backend, inputs, expected):
+    if backend != "tf":
+        pytest.skip("tf.function graphs only")
+    import tensorflow as tf
+    m = model(backend)
+    spec = tf.TensorSpec([None, None], tf.int64)
+    mask_spec = tf.TensorSpec([None, None], tf.as_dtype(inputs["attention_mask"].dtype))
+    traced = tf.function(lambda ids, mask: m(input_ids=ids, attention_mask=mask).last_hidden_state,
+                         input_signature=[spec, mask_spec])
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        traced(inputs["input_ids"], inputs["attention_mask"])
+    assert expected in e.value.message
+    with pytest.raises(tf.errors.InvalidArgumentError) as e:
+        traced(np.zeros((2, 0), np.int64), np.zeros((2, 0), inputs["attention_mask"].dtype))
+    assert "input_ids has shape (2, 0): no tokens (sequence length 0)" in e.value.message
 
 
 # ---------------------------------------------------------------------------------------------- id dtypes

@@ -23,8 +23,9 @@ def mask_value_message(value: Any, index: Any) -> str:
     """For an attention mask value outside {0, 1}; ``value`` prints as ``%g`` (2, -1, 0.5), as tf and checkify do."""
     where = f" at {tuple(int(i) for i in index)}" if index is not None else ""
     shown = value if isinstance(value, str) else format(float(value), "g")
-    return (f"attention_mask holds {shown}{where}, outside {{0, 1}}: 1 attends to a token, 0 masks it (HF masks out "
-            f"every value but 1, xlmr only 0, so any other value is refused)")
+    # No braces in the text: tf.strings.format and str.format (checkify) would read them as placeholders.
+    return (f"attention_mask holds {shown}{where}, which is neither 0 (masked) nor 1 (attended); HF masks out every "
+            f"value but 1, xlmr every value but 0, so any other value is refused")
 
 
 def empty_input_message(tensor: str, shape: tuple[int, ...]) -> str:

@@ -27,7 +27,7 @@ from xlmr.common import outputs as O
 from xlmr.common.checkpoint.base import release_pages
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.init import initial_weights
-from xlmr.common.inputs import check_multiple_choice
+from xlmr.common.inputs import check_multiple_choice, check_past_key_values
 from xlmr.common.io import atomic_directory
 from xlmr.common.loading import WeightsError, load_pretrained
 from xlmr.common.weights import from_scheme_array, parameter_shapes, to_scheme_array, to_scheme_name
@@ -283,7 +283,8 @@ class XLMRobertaPreTrainedModel(keras.Model):
             input_ids, attention_mask, token_type_ids, position_ids = map(
                 flat, (input_ids, attention_mask, token_type_ids, position_ids))
             embeds_shape = None if embeds_shape is None else (-1, *embeds_shape[2:])
-        past = 0 if past_key_values is None else int(np.shape(past_key_values[0][0])[2])
+        past = check_past_key_values(self.config, past_key_values, input_ids if input_ids is not None else
+                                     inputs_embeds)
         checks.check_concrete(self.config, input_ids, attention_mask, token_type_ids, position_ids, embeds_shape,
                               past)
 
@@ -415,6 +416,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
             encoder_attention_mask, past_key_values))
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        check_past_key_values(c, past_key_values, input_ids if input_ids is not None else inputs_embeds)
         past_length: Any = 0
         if past_key_values is not None:
             past_length = past_key_values[0][0].shape[2]
