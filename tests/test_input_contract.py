@@ -44,7 +44,7 @@ def _tensors(backend: str, value):
     """numpy arrays, and tuples of them (a cache), as the backend's tensors."""
     if isinstance(value, tuple):
         return tuple(_tensors(backend, v) for v in value)
-    return to_backend(backend, value)
+    return to_backend(backend, value) if isinstance(value, np.ndarray) else value
 
 
 def run(backend: str, m, inputs: dict, **flags):
@@ -200,6 +200,21 @@ def test_malformed_cache_names_past_key_values_layer_and_shapes(backend, cache, 
 def test_a_well_formed_cache_is_accepted_and_extends(backend):
     out = run(backend, model(backend, True), dict(input_ids=IDS[:, :2], past_key_values=_cache()), use_cache=True)
     assert tuple(np.shape(out.past_key_values[1][0])) == (2, 4, 5, 8)
+
+
+def test_flax_kv_cache_is_checked_like_a_tuple_cache(backend):
+    if backend != "flax":
+        pytest.skip("KVCache is flax's preallocated cache")
+    import jax.numpy as jnp
+    m = model(backend, True)
+    cache = m.init_cache(2, 8)
+    mask = np.ones((2, 8), np.int64)
+    mask[1, 6] = 3
+    assert message_of(backend, dict(input_ids=IDS[:, :2], attention_mask=mask, past_key_values=cache),
+                      decoder=True) == "attention_mask holds 3 at (1, 6), " + MASK_RULE
+    short = type(cache)(layers=cache.layers[:1], index=cache.index)
+    with pytest.raises(ValueError, match=r"^past_key_values has 1 layers; the model has num_hidden_layers=2"):
+        m(input_ids=jnp.asarray(IDS[:, :2]), past_key_values=short)
 
 
 # ---------------------------------------------------------------------------------------------- encode_batched

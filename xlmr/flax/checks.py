@@ -34,7 +34,7 @@ from flax import nnx
 from jax.experimental import checkify
 
 from xlmr.common.config import XLMRobertaConfig
-from xlmr.common.inputs import out_of_range_message
+from xlmr.common.inputs import mask_value_message, out_of_range_message
 from xlmr.flax.layers import KVCache
 
 _SUFFIX = " (`check` failed)"  # what checkify appends to a message
@@ -48,7 +48,8 @@ def _template(tensor: str, ndim: int, high: int, field: str) -> str:
 
 
 def traced_checks(config: XLMRobertaConfig, inputs: dict[str, Any]) -> None:
-    """checkify checks of the values ``check_inputs`` verifies eagerly (ids, token types, positions, cache room).
+    """checkify checks of the values ``check_inputs`` verifies eagerly (ids, token types, positions, mask values,
+    cache room).
 
     Multiple-choice inputs (batch, choices, seq) are checked flattened, as the model sees them.
     """
@@ -66,6 +67,16 @@ def traced_checks(config: XLMRobertaConfig, inputs: dict[str, Any]) -> None:
         first = jnp.argmax(bad.reshape(-1))
         index = jnp.unravel_index(first, x.shape)
         checkify.check(~bad.any(), _template(name, x.ndim, high, field), x.reshape(-1)[first], *index)
+    mask = inputs.get("attention_mask")
+    if mask is not None and jnp.asarray(mask).dtype != jnp.bool_:
+        mask = jnp.asarray(mask)
+        mask = mask.reshape(-1, mask.shape[-1]) if mask.ndim == 3 else mask
+        bad = (mask != 0) & (mask != 1)
+        first = jnp.argmax(bad.reshape(-1))
+        index = jnp.unravel_index(first, mask.shape)
+        # "{:g}" prints 2, -1 and 0.5 as the eager message does
+        text = mask_value_message("{:g}", None).replace("{:g}", "{:g} at (" + ", ".join(["{}"] * mask.ndim) + ")", 1)
+        checkify.check(~bad.any(), text, mask.reshape(-1)[first], *index)
     cache = inputs.get("past_key_values")
     if isinstance(cache, KVCache):
         ids = inputs.get("input_ids")

@@ -40,7 +40,13 @@ from flax import nnx
 from xlmr.common.checkpoint.base import release_pages
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.init import initial_weights
-from xlmr.common.inputs import check_inputs, check_multiple_choice, sequence_too_long_message
+from xlmr.common.inputs import (
+    check_inputs,
+    check_mask_values,
+    check_multiple_choice,
+    check_past_key_values,
+    sequence_too_long_message,
+)
 from xlmr.common.loading import WeightsError, load_pretrained
 from xlmr.common.weights import from_scheme_array, from_scheme_name, parameter_shapes, to_scheme_array
 from xlmr.flax import losses
@@ -81,6 +87,8 @@ def _check(config, input_ids, attention_mask, token_type_ids, position_ids, inpu
     """Raise the common ValueErrors (ids out of range, too long, mismatched shapes) for what is known now:
     everything when the inputs are concrete, shapes only when they are traced."""
     embeds_shape = None if inputs_embeds is None else tuple(np.shape(inputs_embeds))
+    check_past_key_values(config, past_key_values.layers if isinstance(past_key_values, KVCache) else past_key_values,
+                          input_ids if input_ids is not None else inputs_embeds)
     past_length = past_length_of(past_key_values)
     if isinstance(past_key_values, KVCache):
         max_length = past_key_values.max_length
@@ -92,6 +100,8 @@ def _check(config, input_ids, attention_mask, token_type_ids, position_ids, inpu
         if attention_mask is not None and tuple(np.shape(attention_mask)) != (batch, max_length):
             raise ValueError(f"attention_mask has shape {tuple(np.shape(attention_mask))}; with a KVCache it covers "
                              f"the whole cache: (batch, max_length) = {(batch, max_length)}")
+        if attention_mask is not None:
+            check_mask_values(_host(attention_mask))
         attention_mask, past_length = None, known or 0  # a KVCache's length is within the limit (init_cache)
     return check_inputs(config, _host(input_ids), _host(attention_mask), _host(token_type_ids), _host(position_ids),
                         embeds_shape, past_length)
@@ -312,9 +322,9 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         output_attentions, output_hidden_states, return_dict = self._flags(
             output_attentions, output_hidden_states, return_dict)
         use_cache = (c.use_cache if use_cache is None else use_cache) and c.is_decoder
-        past_length = past_length_of(past_key_values)
         _, length = _check(c, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
                            past_key_values)
+        past_length = past_length_of(past_key_values)
         input_ids, token_type_ids, position_ids = (None if x is None else jnp.asarray(x)
                                                    for x in (input_ids, token_type_ids, position_ids))
         inputs_embeds = None if inputs_embeds is None else jnp.asarray(inputs_embeds)
