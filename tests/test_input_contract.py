@@ -135,6 +135,11 @@ def test_tf_function_asserts_mask_values_with_the_same_text(backend, inputs, exp
     with pytest.raises(tf.errors.InvalidArgumentError) as e:
         traced(inputs["input_ids"], inputs["attention_mask"])
     assert expected in e.value.message
+    # XLA drops asserts: there a bad mask, like a bad id, poisons the output with NaN instead.
+    compiled = tf.function(lambda ids, mask: m(input_ids=ids, attention_mask=mask).last_hidden_state,
+                           jit_compile=True)
+    assert np.isnan(compiled(inputs["input_ids"], inputs["attention_mask"]).numpy()).all()
+    assert not np.isnan(compiled(inputs["input_ids"], MASK.astype(inputs["attention_mask"].dtype)).numpy()).any()
     with pytest.raises(tf.errors.InvalidArgumentError) as e:
         traced(np.zeros((2, 0), np.int64), np.zeros((2, 0), inputs["attention_mask"].dtype))
     assert "input_ids has shape (2, 0): no tokens (sequence length 0)" in e.value.message

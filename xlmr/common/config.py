@@ -197,9 +197,9 @@ class XLMRobertaConfig:
         for name in ("use_cache", "is_decoder", "add_cross_attention", "tie_word_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, getattr(self, name), "must be true or false")
-        if self.num_parameters > MAX_PARAMETERS:
+        if self.num_encoder_parameters > MAX_PARAMETERS:
             sizes = ", ".join(f"{name}={getattr(self, name)}" for name in SIZE_LIMITS)
-            raise ConfigError(f"config implies {self.num_parameters:,} encoder parameters, over the limit "
+            raise ConfigError(f"config implies {self.num_encoder_parameters:,} encoder parameters, over the limit "
                               f"{MAX_PARAMETERS:,} (xlmr.common.config.MAX_PARAMETERS): {sizes}")
 
     # ---------------------------------------------------------------- derived values
@@ -208,10 +208,10 @@ class XLMRobertaConfig:
         return self.hidden_size // self.num_attention_heads
 
     @property
-    def num_parameters(self) -> int:
+    def num_encoder_parameters(self) -> int:
         """Parameters of the encoder with its pooler (heads excluded), in closed form: nothing is allocated.
 
-        >>> XLMRobertaConfig.named("base").num_parameters
+        >>> XLMRobertaConfig.named("base").num_encoder_parameters
         278043648
         """
         h, inner = self.hidden_size, self.intermediate_size

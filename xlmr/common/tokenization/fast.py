@@ -82,7 +82,8 @@ def _steps(component: dict | None) -> list[dict]:
 XLMR_NORMALIZERS = ("Precompiled", "NFKC", "Strip", "Replace")
 
 
-def check_pipeline(backend: Tokenizer, path: str) -> None:
+def check_pipeline(backend: Tokenizer, path: str, cls_token: str = _D["cls_token"], sep_token: str = _D["sep_token"]
+                   ) -> None:
     """Refuse a tokenizer.json whose pipeline is not XLM-R's: a Unigram model, sentencepiece normalisation, a
     Metaspace("▁") pre-tokenizer and the `<s> A </s></s> B </s>` template. Raises ValueError naming what differs."""
     spec = json.loads(backend.to_str())
@@ -104,7 +105,7 @@ def check_pipeline(backend: Tokenizer, path: str) -> None:
         found = ", ".join(str(step.get("type")) for step in pre) or "none"
         refuse(f"its pre-tokenizer is {found}, XLM-R's is Metaspace with replacement {SPIECE_UNDERLINE!r}")
     vocab = backend.get_vocab(with_added_tokens=True)
-    cls_id, sep_id = vocab.get(_D["cls_token"]), vocab.get(_D["sep_token"])
+    cls_id, sep_id = vocab.get(cls_token), vocab.get(sep_token)
     # Truncation and padding saved in the file are dropped: each call sets its own (see `_configure`).
     backend.no_truncation()
     backend.no_padding()
@@ -190,7 +191,7 @@ class XLMRobertaTokenizerFast(TokenizerBase):
         if tokenizer_file is not None:
             path = os.fspath(tokenizer_file)
             self._backend = read_tokenizer_json(path)
-            check_pipeline(self._backend, path)
+            check_pipeline(self._backend, path, self.cls_token, self.sep_token)
             check_added_tokens(self._backend, path)
             if self._model is not None:
                 processor = load_sentencepiece(self._model, self.vocab_file)
