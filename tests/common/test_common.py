@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -400,6 +401,34 @@ def test_token_types_positions_and_mask_shapes_are_checked():
         check_inputs(cfg, ids, position_ids=np.array([[2, 3, 40]] * 2))
     with pytest.raises(ValueError, match="must hold integers"):
         check_inputs(cfg, ids.astype(np.float32))
+
+
+def test_mask_values_empty_inputs_and_caches_are_checked_without_a_framework():
+    from xlmr.common.inputs import check_past_key_values
+    cfg = XLMRobertaConfig(**TINY)
+    ids = np.zeros((2, 3), np.int64)
+    with pytest.raises(ValueError, match=r"^attention_mask holds 0\.5 at \(1, 2\), which is neither 0"):
+        check_inputs(cfg, ids, attention_mask=np.array([[1, 1, 1], [1, 1, 0.5]]))
+    check_inputs(cfg, ids, attention_mask=np.array([[True, True, False]] * 2))
+    with pytest.raises(ValueError, match=r"^input_ids has shape \(0, 3\): no sequences \(batch 0\)"):
+        check_inputs(cfg, ids[:0])
+    layer = (np.zeros((2, 4, 5, 8)), np.zeros((2, 4, 5, 8)))
+    assert check_past_key_values(cfg, (layer, layer), ids) == 5
+    assert check_past_key_values(cfg, None, ids) == 0
+    with pytest.raises(ValueError, match=r"^past_key_values has 1 layers"):
+        check_past_key_values(cfg, (layer,), ids)
+    with pytest.raises(ValueError, match=r"^past_key_values\[0\]\[0\] \(key of layer 0\) has shape \(2, 4, 5, 8\), "
+                                         r"expected \(3, 4, \?, 8\)"):
+        check_past_key_values(cfg, (layer, layer), np.zeros((3, 1), np.int64))
+
+
+@pytest.mark.parametrize("kwargs,message", [(dict(max_tokens=0), "max_tokens=0 must be a positive integer"),
+                                            (dict(max_batch=0), "max_batch=0 must be a positive integer"),
+                                            (dict(pad_to_multiple_of=-1), "pad_to_multiple_of=-1 must be")])
+def test_bucket_limits_that_make_no_progress_are_refused(kwargs, message):
+    from xlmr.common.batching import plan_buckets
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        plan_buckets([[0, 5, 2]], pad_token_id=1, **kwargs)
 
 
 def test_padding_tokens_get_position_one():
