@@ -266,9 +266,9 @@ def test_same_seed_gives_the_same_weights_as_xlmr_pt_and_hf_initialisation():
 
 def test_rngs_seed_the_initialisation():
     config = tiny_config()
-    a = F.XLMRobertaModel(config, nnx.Rngs(params=1)).canonical_state()
-    b = F.XLMRobertaModel(config, nnx.Rngs(params=1)).canonical_state()
-    c = F.XLMRobertaModel(config, nnx.Rngs(params=2)).canonical_state()
+    a = F.XLMRobertaModel(config, rngs=nnx.Rngs(params=1)).canonical_state()
+    b = F.XLMRobertaModel(config, rngs=nnx.Rngs(params=1)).canonical_state()
+    c = F.XLMRobertaModel(config, rngs=nnx.Rngs(params=2)).canonical_state()
     name = "encoder.layer.0.output.dense.weight"
     assert np.array_equal(a[name], b[name]) and not np.array_equal(a[name], c[name])
 
