@@ -28,12 +28,7 @@ def model(backend: str, decoder: bool = False):
     if key not in _models:
         config = XLMRobertaConfig(**CONFIG, is_decoder=decoder)
         architecture = "XLMRobertaForCausalLM" if decoder else "XLMRobertaModel"
-        cls = model_class(backend, architecture)
-        if backend == "flax":  # flax takes nnx.Rngs (the contract helper is moving every backend to seed=)
-            from flax import nnx
-            built = cls(config, rngs=nnx.Rngs(0))
-        else:
-            built = cls(config, seed=0)
+        built = model_class(backend, architecture)(config, seed=0)
         if backend == "pt":
             built.eval()
         _models[key] = built

@@ -48,7 +48,7 @@ def host_view(t: torch.Tensor | None, high: int | None = None) -> Any:
     return np.broadcast_to(np.asarray(low, np.int64), tuple(t.shape))
 
 
-def mask_view(t: torch.Tensor | None) -> Any:
+def _mask_view(t: torch.Tensor | None) -> Any:
     """An attention mask for ``check_inputs``, as ``host_view`` does for ids: on an accelerator the tensor comes
     back only when it holds a value other than 0 and 1 (one reduction), else a stand-in of zeros."""
     if t is None:
@@ -84,6 +84,6 @@ def check_model_inputs(config: XLMRobertaConfig, input_ids: Any, attention_mask:
         if t is not None and t.dtype == torch.bfloat16:  # numpy has no bfloat16 to carry the dtype's name
             raise ValueError(f"{name} must hold integers, got dtype bfloat16")
     return check_inputs(
-        config, host_view(input_ids, config.vocab_size), mask_view(attention_mask),
+        config, host_view(input_ids, config.vocab_size), _mask_view(attention_mask),
         host_view(token_type_ids, config.type_vocab_size), host_view(position_ids, config.max_position_embeddings),
         None if inputs_embeds is None else tuple(inputs_embeds.shape), past_length_of(past_key_values))

@@ -7,7 +7,7 @@ Example:
     >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
     ...                           intermediate_size=64, num_labels=3)
     >>> hidden, table = torch.randn(2, 5, 32), torch.nn.Embedding(100, 32)
-    >>> tuple(LMHead(config)(hidden, table).shape), tuple(ClassificationHead(config).eval()(hidden).shape)
+    >>> tuple(LMHead(config)(hidden, word_embeddings=table).shape), tuple(ClassificationHead(config).eval()(hidden).shape)
     ((2, 5, 100), (2, 3))
 """
 

@@ -241,7 +241,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
             encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
             past_key_values=past_key_values, use_cache=use_cache, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.lm_head(out.last_hidden_state, self.roberta.embeddings.word_embeddings)
+        logits = self.lm_head(out.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings)
         loss = losses.causal_lm_loss(logits, labels) if labels is not None else None
         result = O.CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
@@ -280,7 +280,7 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
             position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
             encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask, use_cache=False,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.lm_head(out.last_hidden_state, self.roberta.embeddings.word_embeddings)
+        logits = self.lm_head(out.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings)
         loss = losses.cross_entropy(logits, labels) if labels is not None else None
         result = O.MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return result if return_dict else result.to_tuple()
