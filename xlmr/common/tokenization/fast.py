@@ -86,19 +86,21 @@ def check_pipeline(backend: Tokenizer, path: str, cls_token: str = _D["cls_token
                    ) -> None:
     """Refuse a tokenizer.json whose pipeline is not XLM-R's: a Unigram model, sentencepiece normalisation, a
     Metaspace("▁") pre-tokenizer and the `<s> A </s></s> B </s>` template. Raises ValueError naming what differs."""
-    spec = json.loads(backend.to_str())
-
     def refuse(what: str) -> None:
         raise ValueError(f"{path} is not an XLM-R tokenizer.json: {what}")
 
-    kind = (spec.get("model") or {}).get("type")
+    def spec(component: Any) -> dict | None:  # a component's JSON, without serialising the whole vocabulary
+        return None if component is None else json.loads(component.__getstate__())
+
+    kind = type(backend.model).__name__
     if kind != "Unigram":
         refuse(f"its model is {kind}, XLM-R's is Unigram (a sentencepiece unigram vocabulary)")
-    other = [step.get("type") for step in _steps(spec.get("normalizer")) if step.get("type") not in XLMR_NORMALIZERS]
+    steps = _steps(spec(backend.normalizer))
+    other = [step.get("type") for step in steps if step.get("type") not in XLMR_NORMALIZERS]
     if other:
         allowed = ", ".join(XLMR_NORMALIZERS)
         refuse(f"its normalizer has {', '.join(map(str, other))}, which XLM-R's ({allowed}) has not")
-    pre = _steps(spec.get("pre_tokenizer"))
+    pre = _steps(spec(backend.pre_tokenizer))
     metaspace = [step for step in pre if step.get("type") == "Metaspace"]
     if not metaspace or metaspace[0].get("replacement") != SPIECE_UNDERLINE or metaspace[0].get(
             "prepend_scheme", "always") == "never":
