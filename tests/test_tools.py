@@ -250,7 +250,7 @@ def test_crash_mid_conversion_leaves_no_destination(hf_checkpoint, tmp_path, mon
     ("missing", "source checkpoint folder {src} does not exist"),
     ("no_weights", "no weights in checkpoint folder {src}"),
     ("config_mismatch", "does not fit config.json"),
-    ("hidden_mismatch", "has shape (32,) but config.json gives (48,) (hidden_size=48"),
+    ("hidden_mismatch", "has shape (32,), the config gives (48,)"),
     ("unknown_format", "invalid choice: 'onnx'"),
 ])
 def test_convert_errors_are_one_line_without_traceback(hf_checkpoint, tmp_path, case, needle):

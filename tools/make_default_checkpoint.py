@@ -81,8 +81,9 @@ def main() -> int:
     model.eval()
     with atomic_directory(args.out, overwrite=True) as tmp:
         model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        XLMRobertaTokenizerFast(SPM).save_pretrained(tmp)
+        # The tokenizer pads and truncates to what the model takes (128 here, not XLM-R's 512).
+        XLMRobertaTokenizer(SPM, model_max_length=config.max_sequence_length).save_pretrained(tmp)
+        XLMRobertaTokenizerFast(SPM, model_max_length=config.max_sequence_length).save_pretrained(tmp)
     print(f"wrote {args.out}: {sorted(os.listdir(args.out))}")
     return 0
 

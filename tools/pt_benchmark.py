@@ -48,9 +48,9 @@ def main(argv: list[str] | None = None) -> dict:
     torch.manual_seed(0)
     hf = getattr(transformers, args.cls)(transformers.XLMRobertaConfig(**data)).eval().to(dtype)
     with torch.device("meta"):
-        ours = getattr(xpt, args.cls)(config)
+        ours = getattr(xpt, args.cls)(config, dtype=dtype)
     ours.load_canonical_state({k: v.float().numpy() for k, v in hf.state_dict().items() if k in dict(
-        ours.named_parameters())}, device="cpu", dtype=dtype)
+        ours.named_parameters())})
     ours.eval()
 
     ids = torch.randint(3, config.vocab_size, (args.batch, args.length), generator=torch.Generator().manual_seed(0))

@@ -662,7 +662,7 @@ def test_saving_refuses_incomplete_misshapen_or_foreign_state(hf, tmp_path):
     source = hf["masked_lm"]
     state = fold(source["state"])
     missing = {k: v for k, v in state.items() if k != "roberta.encoder.layer.1.output.dense.weight"}
-    with pytest.raises(CheckpointError, match="missing encoder tensor roberta.encoder.layer.1.output.dense.weight"):
+    with pytest.raises(CheckpointError, match="missing weight roberta.encoder.layer.1.output.dense.weight"):
         save_pretrained(tmp_path, source["config"], missing, source["arch"])
     wrong = {**state, "lm_head.dense.bias": np.zeros(31, np.float32)}
     with pytest.raises(CheckpointError, match=r"lm_head.dense.bias has shape \(31,\)"):

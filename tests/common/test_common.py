@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -89,7 +90,20 @@ def test_named_shapes_match_published_sizes():
     ("position_embedding_type", "rotary", "position_embedding_type='rotary'"),
     ("vocab_size", 0, "vocab_size=0 must be a positive integer"),
     ("num_hidden_layers", -1, "num_hidden_layers=-1"),
-    ("pad_token_id", 99, "pad_token_id=99 is outside the vocabulary [0, vocab_size=99)"),
+    ("pad_token_id", 99, "pad_token_id=99 is not a token id in [0, vocab_size=99)"),
+    ("pad_token_id", True, "pad_token_id=True is not a token id"),
+    ("eos_token_id", False, "eos_token_id=False is not a token id"),
+    ("layer_norm_eps", float("inf"), "layer_norm_eps=inf must be a positive finite number"),
+    ("layer_norm_eps", float("nan"), "layer_norm_eps=nan"),
+    ("initializer_range", float("inf"), "initializer_range=inf"),
+    ("num_hidden_layers", 10**9, "num_hidden_layers=1000000000 exceeds the limit 1024"),
+    ("vocab_size", 2**40, f"vocab_size={2**40} exceeds the limit {2**24}"),
+    ("max_position_embeddings", 10**12, "max_position_embeddings=1000000000000 exceeds the limit"),
+    ("num_labels", 10**9, "num_labels=1000000000 must be an integer in [1, 65536]"),
+    ("label2id", {"a": "x"}, "label2id maps 'a' to 'x', which is not an integer id"),
+    ("label2id", {"a": 1.5}, "label2id maps 'a' to 1.5"),
+    ("label2id", ["a"], "label2id must map names to integer ids"),
+    ("id2label", {"zero": "a"}, "id2label must map integer ids to names"),
     ("hidden_dropout_prob", 1.5, "hidden_dropout_prob=1.5 must be a probability"),
     ("layer_norm_eps", 0, "layer_norm_eps=0"),
     ("problem_type", "ranking", "problem_type='ranking'"),
@@ -114,6 +128,63 @@ def test_invalid_field_in_file_names_the_file(tmp_path):
     with pytest.raises(ConfigError) as e:
         XLMRobertaConfig.from_pretrained(tmp_path)
     assert str(tmp_path / "config.json") in str(e.value) and "num_attention_heads=5" in str(e.value)
+
+
+def _write_config(folder, text: bytes | str) -> str:
+    path = folder / "config.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return str(path)
+
+
+def test_non_utf8_config_names_file_and_byte(tmp_path):
+    path = _write_config(tmp_path, json.dumps(TINY).encode("utf-16"))
+    with pytest.raises(ConfigError) as e:
+        XLMRobertaConfig.from_pretrained(tmp_path)
+    assert str(e.value) == f"{path}: not UTF-8 text (byte 0xff at offset 0); config.json must be UTF-8 JSON"
+
+
+def test_non_integer_label_id_in_file_names_file_and_field(tmp_path):
+    path = _write_config(tmp_path, json.dumps({**TINY, "label2id": {"pos": "one", "neg": 0}}))
+    with pytest.raises(ConfigError) as e:
+        XLMRobertaConfig.from_pretrained(tmp_path)
+    assert str(e.value).startswith(f"{path}: config field label2id maps 'pos' to 'one'")
+
+
+@pytest.mark.parametrize("model_type,accepted", [
+    ("xlm-roberta", True), ("roberta", True), ("bert", False), ("xlm-roberta-xl", False), (["xlm-roberta"], False)])
+def test_model_type_must_name_this_architecture(tmp_path, model_type, accepted):
+    path = _write_config(tmp_path, json.dumps({**TINY, "model_type": model_type}))
+    if accepted:
+        config = XLMRobertaConfig.from_pretrained(tmp_path)
+        assert config.to_dict()["model_type"] == model_type  # written back as it was read
+        return
+    with pytest.raises(ConfigError) as e:
+        XLMRobertaConfig.from_pretrained(tmp_path)
+    assert str(e.value).startswith(f"{path}: field model_type={model_type!r} is not one of xlm-roberta, roberta")
+
+
+def test_parameter_count_is_bounded_and_matches_the_weight_table():
+    for config in (XLMRobertaConfig.named("xxl"), XLMRobertaConfig(**TINY, add_cross_attention=True, is_decoder=True)):
+        shapes = W.parameter_shapes(config, "XLMRobertaModel")
+        assert config.num_encoder_parameters == sum(int(np.prod(s)) for s in shapes.values())
+    # Each field within its own limit, the product far over MAX_PARAMETERS.
+    with pytest.raises(ConfigError) as e:
+        XLMRobertaConfig(hidden_size=2**16, num_attention_heads=16, intermediate_size=2**18, num_hidden_layers=1024)
+    assert "encoder parameters, over the limit 68,719,476,736" in str(e.value)
+    assert "num_hidden_layers=1024" in str(e.value)
+
+
+def test_config_bomb_is_refused_before_allocating(tmp_path):
+    """num_hidden_layers=1e9 in config.json: refused in a process limited to 1 GiB of address space."""
+    path = _write_config(tmp_path, json.dumps({**TINY, "num_hidden_layers": 10**9}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    code = ("import resource, sys; resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))\n"
+            "from xlmr.common.loading import load_pretrained\n"
+            "try:\n    load_pretrained(sys.argv[1], 'XLMRobertaModel')\n"
+            "except ValueError as e:\n    print(type(e).__name__, e)\n")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == (f"ConfigError {path}: config field num_hidden_layers=1000000000 exceeds the "
+                                  f"limit 1024 (xlmr.common.config.SIZE_LIMITS)"), out.stderr[-2000:]
 
 
 def test_missing_config_names_folder(tmp_path):
@@ -258,7 +329,7 @@ def test_missing_encoder_weight_is_an_error_naming_every_tensor():
         resolve_weights(state, cfg, "XLMRobertaForMaskedLM", source="/ckpt/model.safetensors")
     msg = str(e.value)
     assert "/ckpt/model.safetensors" in msg and "2 problem(s)" in msg
-    assert "missing encoder weight roberta.encoder.layer.1.attention.self.key.weight (shape (32, 32))" in msg
+    assert "missing weight roberta.encoder.layer.1.attention.self.key.weight (shape (32, 32))" in msg
     assert "roberta.embeddings.LayerNorm.bias" in msg
 
 
@@ -330,6 +401,34 @@ def test_token_types_positions_and_mask_shapes_are_checked():
         check_inputs(cfg, ids, position_ids=np.array([[2, 3, 40]] * 2))
     with pytest.raises(ValueError, match="must hold integers"):
         check_inputs(cfg, ids.astype(np.float32))
+
+
+def test_mask_values_empty_inputs_and_caches_are_checked_without_a_framework():
+    from xlmr.common.inputs import check_past_key_values
+    cfg = XLMRobertaConfig(**TINY)
+    ids = np.zeros((2, 3), np.int64)
+    with pytest.raises(ValueError, match=r"^attention_mask holds 0\.5 at \(1, 2\), which is neither 0"):
+        check_inputs(cfg, ids, attention_mask=np.array([[1, 1, 1], [1, 1, 0.5]]))
+    check_inputs(cfg, ids, attention_mask=np.array([[True, True, False]] * 2))
+    with pytest.raises(ValueError, match=r"^input_ids has shape \(0, 3\): no sequences \(batch 0\)"):
+        check_inputs(cfg, ids[:0])
+    layer = (np.zeros((2, 4, 5, 8)), np.zeros((2, 4, 5, 8)))
+    assert check_past_key_values(cfg, (layer, layer), ids) == 5
+    assert check_past_key_values(cfg, None, ids) == 0
+    with pytest.raises(ValueError, match=r"^past_key_values has 1 layers"):
+        check_past_key_values(cfg, (layer,), ids)
+    with pytest.raises(ValueError, match=r"^past_key_values\[0\]\[0\] \(key of layer 0\) has shape \(2, 4, 5, 8\), "
+                                         r"expected \(3, 4, \?, 8\)"):
+        check_past_key_values(cfg, (layer, layer), np.zeros((3, 1), np.int64))
+
+
+@pytest.mark.parametrize("kwargs,message", [(dict(max_tokens=0), "max_tokens=0 must be a positive integer"),
+                                            (dict(max_batch=0), "max_batch=0 must be a positive integer"),
+                                            (dict(pad_to_multiple_of=-1), "pad_to_multiple_of=-1 must be")])
+def test_bucket_limits_that_make_no_progress_are_refused(kwargs, message):
+    from xlmr.common.batching import plan_buckets
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}"):
+        plan_buckets([[0, 5, 2]], pad_token_id=1, **kwargs)
 
 
 def test_padding_tokens_get_position_one():

@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -559,10 +560,15 @@ def test_model_without_fairseq_piece_layout_is_refused(tmp_path):
         XLMRobertaTokenizer(path)
 
 
-def test_fast_refuses_a_bpe_model(tmp_path):
+def test_both_classes_refuse_a_bpe_model_with_one_line(tmp_path):
     path = _tiny_model(tmp_path, model_type="bpe")
-    with pytest.raises(ValueError, match="unigram sentencepiece model; this one has model type 2"):
-        _fast_class()(path)
+    # HF's slow class reads it (and its fast converter builds a BPE pipeline): ours refuse it alike instead.
+    assert _hf().XLMRobertaTokenizer(vocab_file=str(path)).vocab_size > 0
+    message = f"{path}: XLM-R's tokenizer is a unigram sentencepiece model; this one is bpe (model type 2)"
+    for cls in (XLMRobertaTokenizer, _fast_class()):
+        with pytest.raises(ValueError) as e:
+            cls(path)
+        assert str(e.value) == message
 
 
 def test_malformed_tokenizer_config_error_names_file_and_position(tmp_path):
@@ -590,8 +596,137 @@ def test_added_tokens_beyond_xlmr_specials_are_refused(slow, tmp_path):
     config["added_tokens_decoder"]["8002"] = dict(content="<new>", lstrip=False, rstrip=False, normalized=False,
                                                   single_word=False, special=False)
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
-    with pytest.raises(NotImplementedError, match=r"added tokens \['<new>'\] are not supported"):
+    with pytest.raises(NotImplementedError) as e:
         XLMRobertaTokenizer.from_pretrained(tmp_path)
+    assert str(e.value).startswith(f"{tmp_path / 'tokenizer_config.json'}: added token '<new>' (id 8002) is not "
+                                   f"supported")
+
+
+def test_token_added_only_in_tokenizer_json_is_refused(fast, tmp_path):
+    """HF gives such a token id 8002, past the model's 8002 rows; neither class may load the folder."""
+    hf = _hf().XLMRobertaTokenizerFast(vocab_file=MODEL)
+    hf.save_pretrained(tmp_path)
+    backend = fast.backend_tokenizer.__class__.from_file(str(tmp_path / "tokenizer.json"))
+    backend.add_tokens(["<new>"])
+    backend.save(str(tmp_path / "tokenizer.json"))
+    assert backend.token_to_id("<new>") == 8002
+    with pytest.raises(NotImplementedError) as e:
+        _fast_class().from_pretrained(tmp_path)
+    assert str(e.value) == (f"{tmp_path / 'tokenizer.json'}: added token '<new>' (id 8002) is not in the model's "
+                            f"vocabulary of 8002 tokens; added tokens are not supported")
+
+
+def test_added_tokens_json_is_read_and_refused_for_new_tokens(slow, tmp_path):
+    slow.save_pretrained(tmp_path)
+    (tmp_path / "added_tokens.json").write_text(json.dumps({"<mask>": 8001}))
+    assert XLMRobertaTokenizer.from_pretrained(tmp_path).mask_token_id == 8001  # a special token, at its id
+    for content, message in (("<new>", "added token '<new>' (id 8002) is not supported"),):
+        (tmp_path / "added_tokens.json").write_text(json.dumps({content: 8002}))
+        for cls in (XLMRobertaTokenizer, _fast_class()):
+            with pytest.raises(NotImplementedError) as e:
+                cls.from_pretrained(tmp_path)
+            assert str(e.value).startswith(f"{tmp_path / 'added_tokens.json'}: {message}")
+    (tmp_path / "added_tokens.json").write_text(json.dumps({"<mask>": 5}))
+    with pytest.raises(ValueError, match=r"added_tokens\.json: special token '<mask>' has id 5 there, but 8001"):
+        XLMRobertaTokenizer.from_pretrained(tmp_path)
+
+
+def _write_other_tokenizer_json(tmp_path, kind):
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    vocab = {t: i for i, t in enumerate(["<s>", "<pad>", "</s>", "<unk>", "a", "b", "<mask>"])}
+    if kind == "WordPiece":
+        backend = Tokenizer(models.WordPiece(vocab, unk_token="<unk>"))
+        backend.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    else:
+        backend = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+        if kind == "lowercase":
+            backend.normalizer = normalizers.Sequence([normalizers.Lowercase(), backend.normalizer])
+        elif kind == "whitespace":
+            backend.pre_tokenizer = pre_tokenizers.Whitespace()
+        elif kind == "bert-template":
+            backend.post_processor = processors.TemplateProcessing(
+                single="<s> $A </s>", pair="<s> $A </s> $B </s>", special_tokens=[("<s>", 0), ("</s>", 2)])
+    backend.save(str(tmp_path / "tokenizer.json"))
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("WordPiece", "its model is WordPiece, XLM-R's is Unigram"),
+    ("lowercase", "its normalizer has Lowercase, which XLM-R's (Precompiled, NFKC, Strip, Replace) has not"),
+    ("whitespace", "its pre-tokenizer is Whitespace, XLM-R's is Metaspace with replacement '▁'"),
+    ("bert-template", "its post-processor makes the pair ('a', 'b') into ids [0, 14, 2, 136, 2], XLM-R's template "
+                      "<s> A </s></s> B </s> gives [0, 14, 2, 2, 136, 2]"),
+])
+def test_tokenizer_json_that_is_not_xlmr_is_refused(fast, tmp_path, kind, message):
+    fast.save_pretrained(tmp_path)
+    _write_other_tokenizer_json(tmp_path, kind)
+    with pytest.raises(ValueError) as e:
+        _fast_class().from_pretrained(tmp_path)
+    assert str(e.value).startswith(f"{tmp_path / 'tokenizer.json'} is not an XLM-R tokenizer.json: {message}")
+
+
+def test_tokenizer_json_of_another_unigram_vocabulary_is_refused(fast, tmp_path):
+    """A well-formed XLM-R pipeline whose vocabulary is not the sentencepiece model's beside it."""
+    other = _fast_class()(_tiny_model(tmp_path))
+    other.save_pretrained(tmp_path / "other")
+    fast.save_pretrained(tmp_path / "mix")
+    os.replace(tmp_path / "other" / "tokenizer.json", tmp_path / "mix" / "tokenizer.json")
+    with pytest.raises(ValueError) as e:
+        _fast_class().from_pretrained(tmp_path / "mix")
+    assert re.fullmatch(rf"{re.escape(str(tmp_path / 'mix' / 'tokenizer.json'))} does not match "
+                        rf"{re.escape(str(tmp_path / 'mix' / 'sentencepiece.bpe.model'))}: token '.+' has id .+ in "
+                        rf"the one and \d+ in the other", str(e.value)), str(e.value)
+
+
+def test_hf_tokenizer_json_passes_the_pipeline_check(hf_fast, tmp_path):
+    hf_fast.save_pretrained(tmp_path)
+    assert _ids(_fast_class().from_pretrained(tmp_path)) == _ids(hf_fast)
+
+
+def test_model_max_length_is_lowered_to_the_model_beside_it(slow, tmp_path):
+    slow.save_pretrained(tmp_path)  # model_max_length 512
+    (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 130, "pad_token_id": 1}))
+    for cls in (XLMRobertaTokenizer, _fast_class()):
+        with pytest.warns(UserWarning, match=r"model_max_length=512 exceeds the 128 tokens the model in config\.json"):
+            tok = cls.from_pretrained(tmp_path)
+        assert tok.model_max_length == 128
+        assert len(tok("x " * 400, truncation=True)["input_ids"]) == 128
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert cls.from_pretrained(tmp_path, model_max_length=300).model_max_length == 300  # asked for
+
+
+def test_default_checkpoint_tokenizer_fits_its_model():
+    from xlmr.common.config import XLMRobertaConfig
+    folder = os.path.join(ROOT, "xlmr", "assets", "default")
+    limit = XLMRobertaConfig.from_pretrained(folder).max_sequence_length
+    for cls in (XLMRobertaTokenizer, _fast_class()):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            tok = cls.from_pretrained(folder)
+        assert tok.model_max_length == limit == 128
+        assert len(tok(["word " * 1000], padding="max_length", truncation=True)["input_ids"][0]) == limit
+
+
+def test_one_fast_tokenizer_is_safe_across_threads(fast):
+    """Eight threads sharing one instance, each with its own padding and truncation, get the sequential results."""
+    from concurrent.futures import ThreadPoolExecutor
+    jobs = [dict(padding=p, truncation=t, max_length=m) for p in (True, "max_length") for t, m in
+            ((True, 8 + i) for i in range(8))] + [dict()] * 4
+    texts = TEXT_LIST[:64]
+
+    def run(job):
+        return _lists(fast(texts, **job)), fast.decode(fast(texts[0])["input_ids"]), fast.tokenize(texts[1])
+
+    expected = [run(job) for job in jobs]
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(5):
+            assert list(pool.map(run, jobs)) == expected
+
+
+def test_fast_tokenizer_pickles_with_a_fresh_lock(fast):
+    import pickle
+    copy = pickle.loads(pickle.dumps(fast))
+    assert copy._lock is not fast._lock and _ids(copy) == _ids(fast)
 
 
 @pytest.mark.parametrize("kwargs,message", [
@@ -639,7 +774,8 @@ def test_check_truncation_accepts_exactly_the_feasible_requests():
 # ---------------------------------------------------------------------------------------------- docs and speed
 def test_docstring_examples_run(monkeypatch):
     monkeypatch.chdir(ROOT)
-    modules = [tokenization, tokenization_base]
+    from xlmr.common.tokenization import sentencepiece_model
+    modules = [tokenization, tokenization_base, sentencepiece_model]
     if importlib.util.find_spec("tokenizers"):
         from xlmr.common.tokenization import fast as tokenization_fast
         modules.append(tokenization_fast)

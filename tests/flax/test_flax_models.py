@@ -266,9 +266,9 @@ def test_same_seed_gives_the_same_weights_as_xlmr_pt_and_hf_initialisation():
 
 def test_rngs_seed_the_initialisation():
     config = tiny_config()
-    a = F.XLMRobertaModel(config, nnx.Rngs(params=1)).canonical_state()
-    b = F.XLMRobertaModel(config, nnx.Rngs(params=1)).canonical_state()
-    c = F.XLMRobertaModel(config, nnx.Rngs(params=2)).canonical_state()
+    a = F.XLMRobertaModel(config, rngs=nnx.Rngs(params=1)).canonical_state()
+    b = F.XLMRobertaModel(config, rngs=nnx.Rngs(params=1)).canonical_state()
+    c = F.XLMRobertaModel(config, rngs=nnx.Rngs(params=2)).canonical_state()
     name = "encoder.layer.0.output.dense.weight"
     assert np.array_equal(a[name], b[name]) and not np.array_equal(a[name], c[name])
 
@@ -333,7 +333,7 @@ def test_missing_encoder_weight_and_misshaped_tensor_raise_naming_them(zoo, tmp_
     missing = {k: v for k, v in state.items() if k != "encoder.layer.1.output.dense.weight"}
     save_file(missing, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     tiny_config().save_pretrained(tmp_path)
-    with pytest.raises(WeightsError, match=r"missing encoder weight encoder\.layer\.1\.output\.dense\.weight"):
+    with pytest.raises(WeightsError, match=r"missing weight encoder\.layer\.1\.output\.dense\.weight"):
         F.XLMRobertaModel.from_pretrained(tmp_path)
     state["pooler.dense.weight"] = state["pooler.dense.weight"][:, :16].copy()
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
@@ -453,3 +453,14 @@ def test_mask_shape_and_multiple_choice_rank_errors(zoo):
     _, mc, _ = zoo.get("XLMRobertaForMultipleChoice")
     with pytest.raises(ValueError, match=r"multiple choice takes input_ids of shape \(batch, num_choices"):
         mc(input_ids=IDS)
+
+
+def test_arguments_past_config_are_keyword_only_and_question_answering_needs_two_labels():
+    from xlmr.common.config import XLMRobertaConfig as Config
+
+    config = Config(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
+    with pytest.raises(TypeError):
+        F.XLMRobertaModel(config, False)  # "no pooler" or "seed 0"? Neither: keywords only
+    assert "pooler.dense.weight" not in F.XLMRobertaModel(config, seed=0, add_pooling_layer=False).canonical_state()
+    with pytest.raises(ValueError, match="XLMRobertaForQuestionAnswering needs config.num_labels=2"):
+        F.XLMRobertaForQuestionAnswering(config.replace(num_labels=3), seed=0)

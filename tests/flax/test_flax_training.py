@@ -92,7 +92,7 @@ def test_optax_adamw_steps_match_torch_adamw_on_hf_pytorch():
 
 
 def test_fine_tuning_reduces_the_loss_on_a_small_task():
-    model = getattr(F, ARCH)(CONFIG, nnx.Rngs(0))
+    model = getattr(F, ARCH)(CONFIG, rngs=nnx.Rngs(0))
     optimizer = nnx.Optimizer(model, TX, wrt=nnx.Param)
     first = float(model(**BATCH).loss)
     for _ in range(60):
@@ -148,7 +148,7 @@ def test_dropout_acts_only_in_training_mode():
     assert np.abs(np.asarray(ours(**inputs).logits) - reference).max() <= TOLERANCE_FP32
     assert np.abs(np.asarray(ours(**inputs, deterministic=False).logits) - reference).max() > 1e-3
     # The same Rngs seed gives the same masks: training runs are reproducible.
-    m1, m2 = getattr(F, ARCH)(CONFIG, nnx.Rngs(5)), getattr(F, ARCH)(CONFIG, nnx.Rngs(5))
+    m1, m2 = getattr(F, ARCH)(CONFIG, rngs=nnx.Rngs(5)), getattr(F, ARCH)(CONFIG, rngs=nnx.Rngs(5))
     m1.train()
     m2.train()
     assert np.array_equal(np.asarray(m1(**inputs).logits), np.asarray(m2(**inputs).logits))

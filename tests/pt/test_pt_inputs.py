@@ -89,7 +89,7 @@ class _DeviceTensor:
 
 def test_device_tensors_are_checked_by_a_min_max_reduction_without_a_host_copy():
     from xlmr.common.inputs import check_inputs
-    from xlmr.pt.models import _host
+    from xlmr.pt.checks import host_view as _host
 
     good = _host(_DeviceTensor(torch.tensor([[0, 5, 98, 2]])), 99)
     assert good.shape == (1, 4) and good.strides == (0, 0)  # a stand-in, not a copy

@@ -190,3 +190,14 @@ def test_outputs_follow_config_flags_by_default():
         mine, theirs = ours(**inputs), hf(**inputs)
     assert isinstance(mine, tuple) and len(mine) == 3 == len(theirs)
     assert_same(mine, theirs)
+
+
+def test_arguments_past_config_are_keyword_only_and_question_answering_needs_two_labels():
+    from xlmr.common.config import XLMRobertaConfig as Config
+
+    config = Config(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
+    with pytest.raises(TypeError):
+        xpt.XLMRobertaModel(config, False)  # "no pooler" or "seed 0"? Neither: keywords only
+    assert "pooler.dense.weight" not in xpt.XLMRobertaModel(config, seed=0, add_pooling_layer=False).canonical_state()
+    with pytest.raises(ValueError, match="XLMRobertaForQuestionAnswering needs config.num_labels=2"):
+        xpt.XLMRobertaForQuestionAnswering(config.replace(num_labels=3), seed=0)

@@ -86,7 +86,7 @@ def test_from_pretrained_reads_hf_checkpoints_in_eval_mode_without_random_init(n
     def no_init(*args, **kwargs):
         raise AssertionError("from_pretrained ran a random initialisation")
 
-    monkeypatch.setattr(pt_models, "initial_weights", no_init)
+    monkeypatch.setattr(pt_models.XLMRobertaPreTrainedModel, "initialise", no_init)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a complete checkpoint loads without "newly initialised" warnings
         ours = getattr(xpt, name).from_pretrained(tmp_path)

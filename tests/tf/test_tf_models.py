@@ -410,7 +410,7 @@ def test_missing_encoder_weight_is_an_error_naming_it(tmp_path):
     del state["roberta.encoder.layer.1.intermediate.dense.weight"]
     save_file(state, str(tmp_path / "model.safetensors"), metadata={"format": "pt"})
     (tmp_path / "config.json").write_text(open(os.path.join(folder, "config.json")).read())
-    with pytest.raises(WeightsError, match=r"missing encoder weight roberta\.encoder\.layer\.1\.intermediate\.dense"
+    with pytest.raises(WeightsError, match=r"missing weight roberta\.encoder\.layer\.1\.intermediate\.dense"
                                            r"\.weight"):
         xtf.XLMRobertaForMaskedLM.from_pretrained(tmp_path)
 
@@ -496,3 +496,14 @@ def test_import_with_another_keras_backend_raises_import_error_with_the_fix():
     assert done.returncode != 0
     assert "ImportError: xlmr.tf runs on Keras' TensorFlow backend, but KERAS_BACKEND='jax'" in done.stderr
     assert "KERAS_BACKEND=tensorflow" in done.stderr
+
+
+def test_arguments_past_config_are_keyword_only_and_question_answering_needs_two_labels():
+    from xlmr.common.config import XLMRobertaConfig as Config
+
+    config = Config(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4, intermediate_size=37)
+    with pytest.raises(TypeError):
+        xtf.XLMRobertaModel(config, False)  # "no pooler" or "seed 0"? Neither: keywords only
+    assert "pooler.dense.weight" not in xtf.XLMRobertaModel(config, seed=0, add_pooling_layer=False).canonical_state()
+    with pytest.raises(ValueError, match="XLMRobertaForQuestionAnswering needs config.num_labels=2"):
+        xtf.XLMRobertaForQuestionAnswering(config.replace(num_labels=3), seed=0)

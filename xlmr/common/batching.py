@@ -20,6 +20,19 @@ class Bucket:
     attention_mask: np.ndarray
 
 
+def check_limits(**limits: int) -> None:
+    """Raise ValueError naming the first limit that is not a positive integer (0 would make no progress).
+
+    >>> check_limits(max_tokens=0)
+    Traceback (most recent call last):
+    ...
+    ValueError: max_tokens=0 must be a positive integer
+    """
+    for name, value in limits.items():
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
 def plan_buckets(sequences: Sequence[Sequence[int]], pad_token_id: int, max_tokens: int = 4096,
                  max_batch: int = 64, pad_to_multiple_of: int = 8, call_cost: int = 32) -> list[Bucket]:
     """Split ``sequences`` (lists of token ids) into length-sorted buckets of at most ``max_tokens`` padded tokens.
@@ -29,6 +42,7 @@ def plan_buckets(sequences: Sequence[Sequence[int]], pad_token_id: int, max_toke
     minimising padded tokens plus ``call_cost`` tokens per bucket (the fixed cost of one model call). A run holds
     at most ``max_batch`` sequences and ``max_tokens`` tokens; a sequence longer than ``max_tokens`` goes alone.
     """
+    check_limits(max_tokens=max_tokens, max_batch=max_batch, pad_to_multiple_of=pad_to_multiple_of)
     if not sequences:
         return []
     lengths = np.array([len(s) for s in sequences])

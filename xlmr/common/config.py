@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,19 @@ CONFIG_NAME = "config.json"
 ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "quick_gelu", "relu", "silu", "swish", "tanh")
 POSITION_EMBEDDING_TYPES = ("absolute", "relative_key", "relative_key_query")
 PROBLEM_TYPES = (None, "regression", "single_label_classification", "multi_label_classification")
+# HF's RobertaConfig describes the same network (XLMRobertaModel is a copy of RobertaModel), so its checkpoints
+# load as they are. BERT is refused: its positions start at 0, not at pad_token_id + 1, so its position table
+# would be read one row off; "xlm-roberta-xl" is a pre-LayerNorm variant this package does not implement.
+MODEL_TYPES = ("xlm-roberta", "roberta")
+
+# Upper bounds on the size fields, far above every published XLM-R (XXL: 48 layers, 4096 wide, 16384 inner,
+# 250880 tokens, 10.7e9 parameters). They let a corrupt or hostile config.json be refused before anything is
+# built from it: a per-layer table of 1e9 layers is gigabytes before a single weight is read.
+SIZE_LIMITS = {"vocab_size": 2**24, "hidden_size": 2**16, "num_hidden_layers": 2**10, "num_attention_heads": 2**10,
+               "intermediate_size": 2**18, "max_position_embeddings": 2**20, "type_vocab_size": 2**16}
+MAX_LABELS = 2**16
+MAX_PARAMETERS = 2**36  # 68.7e9: six times XXL
+MAX_CONFIG_BYTES = 2**24  # a config.json is a few KB; 65536 label names fit many times over
 
 # Named shapes of the published checkpoints. XL and XXL are published as HF's XLMRobertaXL, a pre-LayerNorm
 # variant this package does not implement; the shapes are here for sizing (benchmarks, memory estimates).
@@ -34,6 +48,26 @@ NAMED_SHAPES: dict[str, dict[str, Any]] = {
 
 class ConfigError(ValueError):
     """A config field holds a value the model cannot be built with; the message names field, value and source."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_label_id(value: Any) -> bool:
+    return _is_int(value) or (isinstance(value, str) and value.strip().lstrip("-").isdigit())
+
+
+def _label_id(value: Any) -> int:
+    """A label id: an integer, or the string of one (JSON object keys are strings); nothing else."""
+    if not _is_label_id(value):
+        raise ValueError(value)
+    return int(value)
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."
 
 
 @dataclass
@@ -87,23 +121,34 @@ class XLMRobertaConfig:
 
     def _reconcile_labels(self) -> None:
         if self.id2label is not None:
+            if not isinstance(self.id2label, dict) or len(self.id2label) > MAX_LABELS:
+                raise ConfigError(f"config field id2label must be an object of at most {MAX_LABELS} labels, got "
+                                  f"{_short(self.id2label)}")
             try:
-                self.id2label = {int(k): str(v) for k, v in self.id2label.items()}
-            except (TypeError, ValueError, AttributeError):
-                raise ConfigError(f"config field id2label must map integer ids to names, got {self.id2label!r}")
+                self.id2label = {_label_id(k): str(v) for k, v in self.id2label.items()}
+            except (TypeError, ValueError):
+                raise ConfigError(f"config field id2label must map integer ids to names, got "
+                                  f"{_short(self.id2label)}") from None
             if self.num_labels is not None and self.num_labels != len(self.id2label):
                 raise ConfigError(
                     f"config field num_labels={self.num_labels} disagrees with id2label, which has "
                     f"{len(self.id2label)} entries")
         else:
             n = 2 if self.num_labels is None else self.num_labels
-            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-                raise ConfigError(f"config field num_labels must be a positive integer, got {n!r}")
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_LABELS:
+                raise ConfigError(f"config field num_labels={_short(n)} must be an integer in [1, {MAX_LABELS}]")
             self.id2label = {i: f"LABEL_{i}" for i in range(n)}
         if self.label2id is None:
             self.label2id = {v: k for k, v in self.id2label.items()}
         else:
-            self.label2id = {str(k): int(v) for k, v in self.label2id.items()}
+            if not isinstance(self.label2id, dict):
+                raise ConfigError(f"config field label2id must map names to integer ids, got {_short(self.label2id)}")
+            try:
+                self.label2id = {str(k): _label_id(v) for k, v in self.label2id.items()}
+            except (TypeError, ValueError):
+                bad = next((k, v) for k, v in self.label2id.items() if not _is_label_id(v))
+                raise ConfigError(f"config field label2id maps {bad[0]!r} to {_short(bad[1])}, which is not an "
+                                  f"integer id") from None
         self.num_labels = len(self.id2label)
 
     # ---------------------------------------------------------------- validation
@@ -112,11 +157,12 @@ class XLMRobertaConfig:
         def fail(name: str, value: Any, why: str) -> None:
             raise ConfigError(f"config field {name}={value!r} {why}")
 
-        for name in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                     "max_position_embeddings", "type_vocab_size"):
+        for name, limit in SIZE_LIMITS.items():
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 fail(name, v, "must be a positive integer")
+            if v > limit:
+                fail(name, v, f"exceeds the limit {limit} (xlmr.common.config.SIZE_LIMITS)")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "classifier_dropout"):
             v = getattr(self, name)
             if v is None and name == "classifier_dropout":
@@ -125,8 +171,9 @@ class XLMRobertaConfig:
                 fail(name, v, "must be a probability in [0, 1)")
         for name in ("initializer_range", "layer_norm_eps"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
-                fail(name, v, "must be a positive number")
+            # Infinity would turn every LayerNorm output into zeros and NaN every output into NaN, silently.
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v < math.inf:
+                fail(name, v, "must be a positive finite number")
         if self.hidden_size % self.num_attention_heads:
             fail("hidden_size", self.hidden_size,
                  f"is not divisible by num_attention_heads={self.num_attention_heads}")
@@ -135,25 +182,43 @@ class XLMRobertaConfig:
         if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
             fail("position_embedding_type", self.position_embedding_type,
                  f"is not one of {', '.join(POSITION_EMBEDDING_TYPES)}")
-        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
-            fail("pad_token_id", self.pad_token_id, f"is outside the vocabulary [0, vocab_size={self.vocab_size})")
+        # A boolean is an int to Python (True == 1), but in an id field it is a mistake, not a token id.
+        if not _is_int(self.pad_token_id) or not 0 <= self.pad_token_id < self.vocab_size:
+            fail("pad_token_id", self.pad_token_id, f"is not a token id in [0, vocab_size={self.vocab_size})")
         if self.max_position_embeddings < self.pad_token_id + 2:
             fail("max_position_embeddings", self.max_position_embeddings,
                  f"leaves no position for a token: positions start at pad_token_id + 1 = {self.pad_token_id + 1}")
         for name in ("bos_token_id", "eos_token_id"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or not 0 <= v < self.vocab_size):
-                fail(name, v, f"is outside the vocabulary [0, vocab_size={self.vocab_size})")
+            if v is not None and (not _is_int(v) or not 0 <= v < self.vocab_size):
+                fail(name, v, f"is not a token id in [0, vocab_size={self.vocab_size})")
         if self.problem_type not in PROBLEM_TYPES:
             fail("problem_type", self.problem_type, f"is not one of {PROBLEM_TYPES}")
         for name in ("use_cache", "is_decoder", "add_cross_attention", "tie_word_embeddings"):
             if not isinstance(getattr(self, name), bool):
                 fail(name, getattr(self, name), "must be true or false")
+        if self.num_encoder_parameters > MAX_PARAMETERS:
+            sizes = ", ".join(f"{name}={getattr(self, name)}" for name in SIZE_LIMITS)
+            raise ConfigError(f"config implies {self.num_encoder_parameters:,} encoder parameters, over the limit "
+                              f"{MAX_PARAMETERS:,} (xlmr.common.config.MAX_PARAMETERS): {sizes}")
 
     # ---------------------------------------------------------------- derived values
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_attention_heads
+
+    @property
+    def num_encoder_parameters(self) -> int:
+        """Parameters of the encoder with its pooler (heads excluded), in closed form: nothing is allocated.
+
+        >>> XLMRobertaConfig.named("base").num_encoder_parameters
+        278043648
+        """
+        h, inner = self.hidden_size, self.intermediate_size
+        attention = 4 * (h * h + h) + 2 * h  # query, key, value, output, LayerNorm
+        layer = attention * (2 if self.add_cross_attention else 1) + 2 * h * inner + inner + h + 2 * h
+        embeddings = (self.vocab_size + self.max_position_embeddings + self.type_vocab_size) * h + 2 * h
+        return embeddings + self.num_hidden_layers * layer + h * h + h
 
     @property
     def max_sequence_length(self) -> int:
@@ -167,6 +232,23 @@ class XLMRobertaConfig:
     @property
     def use_return_dict(self) -> bool:
         return self.return_dict
+
+    @property
+    def classifier_dropout_rate(self) -> float:
+        """Dropout of the classification heads: ``classifier_dropout``, or ``hidden_dropout_prob`` when unset (HF)."""
+        return self.hidden_dropout_prob if self.classifier_dropout is None else self.classifier_dropout
+
+    def output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None,
+                     return_dict: bool | None) -> tuple[bool, bool, bool]:
+        """A call's output flags: each argument, or the config's field of that name when the argument is None.
+
+        Example:
+            >>> XLMRobertaConfig(output_attentions=True).output_flags(None, True, False)
+            (True, True, False)
+        """
+        return (self.output_attentions if output_attentions is None else output_attentions,
+                self.output_hidden_states if output_hidden_states is None else output_hidden_states,
+                self.return_dict if return_dict is None else return_dict)
 
     # ---------------------------------------------------------------- construction
     @classmethod
@@ -183,8 +265,9 @@ class XLMRobertaConfig:
             raise ConfigError(f"{source}: a config must be a JSON object, got {type(data).__name__}")
         data = dict(data)
         model_type = data.pop("model_type", "xlm-roberta")
-        if model_type not in ("xlm-roberta", "roberta", "bert"):
-            raise ConfigError(f"{source}: field model_type={model_type!r} is not an XLM-R config")
+        if model_type not in MODEL_TYPES:
+            raise ConfigError(f"{source}: field model_type={_short(model_type)} is not one of {', '.join(MODEL_TYPES)}"
+                              f" (the architectures this package implements)")
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
         kwargs = {k: data.pop(k) for k in list(data) if k in known}
         kwargs.setdefault("extra", {}).update(data)
@@ -199,10 +282,17 @@ class XLMRobertaConfig:
     def from_json_file(cls, path: str | os.PathLike) -> "XLMRobertaConfig":
         path = os.fspath(path)
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            with open(path, "rb") as f:
+                raw = f.read(MAX_CONFIG_BYTES + 1)
         except FileNotFoundError:
             raise FileNotFoundError(f"config file {path} does not exist") from None
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"{path}: over {MAX_CONFIG_BYTES} bytes, too large for a config.json")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{path}: not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                              f"config.json must be UTF-8 JSON") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as e:

@@ -18,8 +18,8 @@ from xlmr.common.config import CONFIG_NAME, XLMRobertaConfig
 from xlmr.common.io import atomic_directory
 from xlmr.common.checkpoint import FORMATS, find_checkpoint, read_checkpoint, save_pretrained
 from xlmr.common.checkpoint.fairseq import convert_fairseq, is_fairseq_folder
-from xlmr.common.weights import (ARCHITECTURES, WITH_POOLER, UnknownWeightError, infer_architecture, is_head_weight,
-                                 kind_of, normalise_names, parameter_shapes)
+from xlmr.common.weights import (ARCHITECTURES, WITH_POOLER, check_state, infer_architecture, is_head_weight,
+                                 normalise_names, parameter_shapes)
 
 DTYPES = ("float32", "float16", "bfloat16")
 # Files a tokenizer may have in a checkpoint folder; copied as they are.
@@ -63,29 +63,19 @@ class _Cast(Mapping):
 
 def check_tensors_fit_config(state: Mapping[str, Any], config: XLMRobertaConfig, architecture: str,
                              source: str) -> None:
-    """Raise ConversionError when a tensor is unknown, mis-shaped for config.json, or an encoder tensor is missing."""
+    """Raise ConversionError (``xlmr.common.weights.check_state``) naming every unknown or mis-shaped tensor
+    and every missing encoder tensor."""
     expected = parameter_shapes(config, architecture)
+    tolerated = {}
     if architecture not in WITH_POOLER:  # a head checkpoint may still carry HF's pooler
         pooler = parameter_shapes(config, "XLMRobertaForMultipleChoice")
-        expected.update({k: v for k, v in pooler.items() if ".pooler." in k})
-    for name, array in state.items():
-        try:
-            kind_of(name)
-        except UnknownWeightError as e:
-            raise ConversionError(f"{source}: {e}") from None
-        shape = tuple(np.shape(array))
-        if name not in expected:
-            raise ConversionError(
-                f"{source}: tensor {name} {shape} does not fit {CONFIG_NAME} (a {architecture} with "
-                f"position_embedding_type={config.position_embedding_type!r}, "
-                f"add_cross_attention={config.add_cross_attention}, tie_word_embeddings={config.tie_word_embeddings})")
-        if shape != tuple(expected[name]):
-            raise ConversionError(f"{source}: tensor {name} has shape {shape} but {CONFIG_NAME} gives "
-                                  f"{tuple(expected[name])} (hidden_size={config.hidden_size}, vocab_size="
-                                  f"{config.vocab_size}, num_labels={config.num_labels})")
-    missing = [n for n in expected if n not in state and not is_head_weight(n, architecture)]
-    if missing:
-        raise ConversionError(f"{source}: {len(missing)} encoder tensor(s) missing, first {missing[0]}")
+        tolerated = {k: v for k, v in pooler.items() if ".pooler." in k}
+    where = (f"{source} does not fit {CONFIG_NAME} (a {architecture} with hidden_size={config.hidden_size}, "
+             f"vocab_size={config.vocab_size}, num_labels={config.num_labels}, "
+             f"position_embedding_type={config.position_embedding_type!r}, "
+             f"add_cross_attention={config.add_cross_attention}, tie_word_embeddings={config.tie_word_embeddings})")
+    check_state(expected, state, where, optional=[n for n in expected if is_head_weight(n, architecture)],
+                tolerated=tolerated, error=ConversionError)
 
 
 def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool = False,

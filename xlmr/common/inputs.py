@@ -19,6 +19,20 @@ def out_of_range_message(tensor: str, value: Any, index: Any, low: int, high: in
     return f"{tensor} holds {value}{where}, outside [{low}, {high}) set by config.{field}={high}"
 
 
+def mask_value_message(value: Any, index: Any) -> str:
+    """For an attention mask value outside {0, 1}; ``value`` prints as ``%g`` (2, -1, 0.5), as tf and checkify do."""
+    where = f" at {tuple(int(i) for i in index)}" if index is not None else ""
+    shown = value if isinstance(value, str) else format(float(value), "g")
+    # No braces in the text: tf.strings.format and str.format (checkify) would read them as placeholders.
+    return (f"attention_mask holds {shown}{where}, which is neither 0 (masked) nor 1 (attended); HF masks out every "
+            f"value but 1, xlmr every value but 0, so any other value is refused")
+
+
+def empty_input_message(tensor: str, shape: tuple[int, ...]) -> str:
+    what = "no sequences (batch 0)" if shape[0] == 0 else "no tokens (sequence length 0)"
+    return f"{tensor} has shape {tuple(int(d) for d in shape)}: {what}; a model call needs at least one token"
+
+
 def sequence_too_long_message(length: int, past_length: int, config: XLMRobertaConfig) -> str:
     cached = f" + {past_length} cached" if past_length else ""
     return (f"sequence length {length}{cached} exceeds the position limit {config.max_sequence_length} "
@@ -27,11 +41,12 @@ def sequence_too_long_message(length: int, past_length: int, config: XLMRobertaC
 
 
 def _check_range(tensor: str, array: Any, high: int, field: str, low: int = 0) -> None:
+    """Ids, token types and positions: any integer dtype (the backends cast them), values in [low, high)."""
     a = np.asarray(array)
-    if a.size == 0:
-        return
     if not np.issubdtype(a.dtype, np.integer):
         raise ValueError(f"{tensor} must hold integers, got dtype {a.dtype}")
+    if a.size == 0:
+        return
     bad = (a < low) | (a >= high)
     if bad.any():
         index = np.argwhere(bad)[0]
@@ -61,6 +76,10 @@ def check_inputs(
         raise ValueError(f"inputs_embeds must have shape (batch, sequence, hidden_size={config.hidden_size}), "
                          f"got {tuple(inputs_embeds_shape)}")
     batch, length = shape
+    if batch == 0 or length == 0:
+        raise ValueError(empty_input_message("input_ids" if input_ids is not None else "inputs_embeds",
+                                             tuple(np.shape(input_ids)) if input_ids is not None
+                                             else tuple(inputs_embeds_shape)))
     if past_length + length > config.max_sequence_length:
         raise ValueError(sequence_too_long_message(length, past_length, config))
     if input_ids is not None:
@@ -79,7 +98,61 @@ def check_inputs(
         if mshape != (batch, past_length + length):
             expected = f"(batch, past + sequence) = {(batch, past_length + length)}"
             raise ValueError(f"attention_mask has shape {mshape}, expected {expected}")
+        check_mask_values(attention_mask)
     return batch, length
+
+
+def check_mask_values(attention_mask: Any) -> None:
+    """Raise unless every value of the mask is 0 or 1 (any numeric dtype, bool included)."""
+    m = np.asarray(attention_mask)
+    if m.dtype == np.bool_:
+        return
+    if not (np.issubdtype(m.dtype, np.integer) or np.issubdtype(m.dtype, np.floating)):
+        raise ValueError(f"attention_mask must hold numbers, got dtype {m.dtype}")
+    bad = (m != 0) & (m != 1)
+    if bad.any():
+        index = np.argwhere(bad)[0]
+        raise ValueError(mask_value_message(m[tuple(index)], index))
+
+
+_CACHE_PARTS = ("key", "value", "cross-attention key", "cross-attention value")
+
+
+def check_past_key_values(config: XLMRobertaConfig, past_key_values: Any, inputs: Any = None) -> int:
+    """Check a cache in HF's legacy layout and return its length (0 for None).
+
+    One entry per layer, each ``(key, value)`` or, with cross-attention, ``(key, value, cross key, cross value)``,
+    every tensor ``(batch, num_attention_heads, length, head_dim)``; the self-attention length is the same in every
+    layer and the batch that of ``inputs`` (the ids or embeddings, when given). Shapes are read with ``np.shape``,
+    so tensors of any framework (and traced ones) are never copied; an unknown (None) dimension matches anything.
+    """
+    if past_key_values is None:
+        return 0
+    layers = config.num_hidden_layers
+    if not isinstance(past_key_values, (tuple, list)) or len(past_key_values) != layers:
+        found = f"{len(past_key_values)} layers" if isinstance(past_key_values, (tuple, list)) else (
+            f"a {type(past_key_values).__name__}")
+        raise ValueError(f"past_key_values has {found}; the model has num_hidden_layers={layers}, each a tuple "
+                         f"(key, value) of shape (batch, heads, past, head_dim)")
+    batch = None if inputs is None else tuple(np.shape(inputs))[0]
+    heads, head_dim = config.num_attention_heads, config.head_dim
+    past = None
+    for i, layer in enumerate(past_key_values):
+        if not isinstance(layer, (tuple, list)) or len(layer) not in (2, 4):
+            found = f"{len(layer)} tensors" if isinstance(layer, (tuple, list)) else f"a {type(layer).__name__}"
+            raise ValueError(f"past_key_values[{i}] holds {found}; a layer's entry is (key, value), or (key, value, "
+                             f"cross-attention key, cross-attention value)")
+        for j, tensor in enumerate(layer):
+            shape = tuple(None if d is None else int(d) for d in np.shape(tensor))
+            length = past if j < 2 and past is not None else None
+            expected = (batch, heads, length, head_dim)
+            if len(shape) != 4 or any(e is not None and d is not None and d != e for d, e in zip(shape, expected)):
+                want = ", ".join("?" if e is None else str(e) for e in expected)
+                raise ValueError(f"past_key_values[{i}][{j}] ({_CACHE_PARTS[j]} of layer {i}) has shape {shape}, "
+                                 f"expected ({want}): (batch, num_attention_heads, past length, head_dim)")
+            if j == 0 and past is None:
+                past = shape[2]
+    return past
 
 
 def check_multiple_choice(name: str, shape: tuple[int, ...]) -> None:

@@ -14,7 +14,9 @@ Schemes:
 
 from __future__ import annotations
 
+import collections
 import re
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -267,3 +269,67 @@ def normalise_names(state: Mapping[str, Any], architecture: str) -> dict[str, An
         alias = out.pop(LM_BIAS_ALIAS)
         out.setdefault("lm_head.bias", alias)
     return out
+
+
+# ------------------------------------------------------------------------------------------------ state checks
+class WeightsError(ValueError):
+    """A set of tensors does not fit the class or config; the message names every offending tensor."""
+
+
+def _dtype_problem(name: str, array: Any) -> str | None:
+    try:
+        kind = np.dtype(getattr(array, "dtype", np.float32))
+    except TypeError:  # a framework dtype numpy does not know: the backend checks its own tensors
+        return None
+    if np.issubdtype(kind, np.floating) or kind.name == "bfloat16":
+        return None
+    return f"tensor {name} has dtype {kind}, expected a floating-point type"
+
+
+def check_state(
+    expected_shapes: Mapping[str, tuple[int, ...]],
+    tensors: Mapping[str, Any] | Iterable[tuple[str, Any]],
+    source: str,
+    *,
+    optional: Collection[str] = (),
+    tolerated: Mapping[str, tuple[int, ...]] | None = None,
+    strict: bool = True,
+    error: type[Exception] = WeightsError,
+) -> None:
+    """Raise ``error`` naming, in one line, every tensor of ``tensors`` that does not fit ``expected_shapes``.
+
+    The problems are: a name given twice (``tensors`` may be (name, array) pairs), an expected tensor missing
+    (unless in ``optional``), a tensor of another shape, a tensor of a non-floating dtype and, with ``strict``,
+    a tensor nobody expects (``tolerated`` names more tensors that may be present, shape-checked). ``source``
+    starts the message: the file, folder or method.
+
+    Example:
+        >>> check_state({"a": (2,), "b": (3,)}, {"a": np.zeros(4), "c": np.zeros(1)}, "x.safetensors")
+        Traceback (most recent call last):
+        ...
+        xlmr.common.weights.WeightsError: x.safetensors: 3 problem(s): missing weight b (shape (3,)); \
+tensor a has shape (4,), the config gives (2,); unexpected tensor 'c' is not an XLM-R weight (no row of \
+xlmr.common.weights.TABLE matches)
+    """
+    pairs = list(tensors.items()) if isinstance(tensors, Mapping) else list(tensors)
+    counts = collections.Counter(name for name, _ in pairs)
+    problems = [f"tensor {name} is given twice" for name, count in counts.items() if count > 1]
+    given = dict(pairs)
+    problems += [f"missing weight {name} (shape {tuple(shape)})" for name, shape in expected_shapes.items()
+                 if name not in given and name not in optional]
+    for name, array in given.items():
+        shape = expected_shapes.get(name, None if tolerated is None else tolerated.get(name))
+        if shape is None:
+            if strict:
+                try:
+                    kind_of(name)
+                    problems.append(f"unexpected weight {name} (shape {tuple(np.shape(array))})")
+                except UnknownWeightError as e:
+                    problems.append(f"unexpected {e}")
+            continue
+        if tuple(np.shape(array)) != tuple(shape):
+            problems.append(f"tensor {name} has shape {tuple(np.shape(array))}, the config gives {tuple(shape)}")
+        elif (why := _dtype_problem(name, array)) is not None:
+            problems.append(why)
+    if problems:
+        raise error(f"{source}: {len(problems)} problem(s): " + "; ".join(problems))

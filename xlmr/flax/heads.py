@@ -42,9 +42,8 @@ class ClassificationHead(nnx.Module):
 
     def __init__(self, config: XLMRobertaConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
         h, kw = config.hidden_size, dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
         self.dense = linear(h, h, **kw)
-        self.dropout = dropout(rate, rngs)
+        self.dropout = dropout(config.classifier_dropout_rate, rngs)
         self.out_proj = linear(h, config.num_labels, **kw)
 
     def __call__(self, features: jax.Array, deterministic: bool | None = None) -> jax.Array:

@@ -142,10 +142,14 @@ class Embeddings(nnx.Module):
 
 
 class SelfAttention(nnx.Module):
-    """Multi-head attention scores with optional relative-position terms; returns context and probabilities."""
+    """Multi-head attention scores with optional relative-position terms; returns context and probabilities.
 
-    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str, *, dtype: Any, param_dtype: Any,
-                 rngs: nnx.Rngs):
+    ``position_embedding_type`` defaults to the config's; cross-attention is made with "absolute", as in HF.
+    """
+
+    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str | None = None, *, dtype: Any,
+                 param_dtype: Any, rngs: nnx.Rngs):
+        position_embedding_type = position_embedding_type or config.position_embedding_type
         h, kw = config.hidden_size, dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
         self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
         self.query = linear(h, h, **kw)
@@ -210,11 +214,12 @@ class SelfAttention(nnx.Module):
 
 
 class SelfOutput(nnx.Module):
-    """dense -> dropout -> residual -> LayerNorm."""
+    """Projection back to the residual stream: dense -> dropout -> LayerNorm(x + residual)."""
 
-    def __init__(self, config: XLMRobertaConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
+    def __init__(self, config: XLMRobertaConfig, in_features: int | None = None, *, dtype: Any, param_dtype: Any,
+                 rngs: nnx.Rngs):
         h, kw = config.hidden_size, dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.dense = linear(h, h, **kw)
+        self.dense = linear(in_features or h, h, **kw)
         self.LayerNorm = layer_norm(h, config.layer_norm_eps, **kw)
         self.dropout = dropout(config.hidden_dropout_prob, rngs)
 
@@ -229,7 +234,7 @@ class Attention(nnx.Module):
     def __init__(self, config: XLMRobertaConfig, position_embedding_type: str | None = None, *, dtype: Any,
                  param_dtype: Any, rngs: nnx.Rngs):
         kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.self = SelfAttention(config, position_embedding_type or config.position_embedding_type, **kw)
+        self.self = SelfAttention(config, position_embedding_type, **kw)
         self.output = SelfOutput(config, **kw)
 
     def __call__(self, hidden_states: Array, bias: Array | None = None, head_mask: Array | None = None,
@@ -242,6 +247,8 @@ class Attention(nnx.Module):
 
 
 class Intermediate(nnx.Module):
+    """The feed-forward block's expansion: dense -> activation."""
+
     def __init__(self, config: XLMRobertaConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
         self.dense = linear(config.hidden_size, config.intermediate_size, dtype=dtype, param_dtype=param_dtype,
                             rngs=rngs)
@@ -251,18 +258,12 @@ class Intermediate(nnx.Module):
         return self.activation(self.dense(hidden_states))
 
 
-class Output(nnx.Module):
-    """dense -> dropout -> residual -> LayerNorm, after the feed-forward expansion."""
+class Output(SelfOutput):
+    """The feed-forward block's contraction: dense -> dropout -> LayerNorm(x + residual)."""
 
     def __init__(self, config: XLMRobertaConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.dense = linear(config.intermediate_size, config.hidden_size, **kw)
-        self.LayerNorm = layer_norm(config.hidden_size, config.layer_norm_eps, **kw)
-        self.dropout = dropout(config.hidden_dropout_prob, rngs)
-
-    def __call__(self, hidden_states: Array, input_tensor: Array, deterministic: bool | None = None) -> Array:
-        hidden_states = self.dropout(self.dense(hidden_states), deterministic=deterministic)
-        return self.LayerNorm(hidden_states + input_tensor)
+        super().__init__(config, in_features=config.intermediate_size, dtype=dtype, param_dtype=param_dtype,
+                         rngs=rngs)
 
 
 class Layer(nnx.Module):

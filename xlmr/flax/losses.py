@@ -35,19 +35,19 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, ignore_index: int = IGNO
     return jnp.sum(jnp.where(keep, nll, 0.0)) / jnp.sum(keep)
 
 
-def causal_lm_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
-    """Next-token prediction: the logits at position t are scored against the label at t + 1."""
-    return cross_entropy(logits[:, :-1], jnp.asarray(labels)[:, 1:])
-
-
 def mse(predictions: jax.Array, targets: jax.Array) -> jax.Array:
     return jnp.mean((predictions.astype(jnp.float32) - jnp.asarray(targets, jnp.float32)) ** 2)
 
 
-def bce_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
+def binary_cross_entropy_with_logits(logits: jax.Array, targets: jax.Array) -> jax.Array:
     """Mean binary cross-entropy on logits, in the overflow-free form torch uses."""
     x, y = logits.astype(jnp.float32), jnp.asarray(targets, jnp.float32)
     return jnp.mean(jnp.maximum(x, 0.0) - x * y + jnp.log1p(jnp.exp(-jnp.abs(x))))
+
+
+def causal_lm_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:
+    """Next-token prediction: the logits at position t are scored against the label at t + 1."""
+    return cross_entropy(logits[:, :-1], jnp.asarray(labels)[:, 1:])
 
 
 def sequence_classification_loss(logits: jax.Array, labels: jax.Array, config: XLMRobertaConfig) -> jax.Array:
@@ -61,7 +61,7 @@ def sequence_classification_loss(logits: jax.Array, labels: jax.Array, config: X
     if problem == SINGLE_LABEL:
         return cross_entropy(logits, labels)
     if problem == MULTI_LABEL:
-        return bce_with_logits(logits, labels)
+        return binary_cross_entropy_with_logits(logits, labels)
     raise ValueError(f"config.problem_type={problem!r} is not one of {REGRESSION}, {SINGLE_LABEL}, {MULTI_LABEL}")
 
 

@@ -29,7 +29,7 @@ with (seed 0 when none was given).
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from typing import Any
 
 import jax
@@ -39,75 +39,19 @@ from flax import nnx
 
 from xlmr.common.checkpoint.base import release_pages
 from xlmr.common.config import XLMRobertaConfig
-from xlmr.common.init import initial_weights
-from xlmr.common.inputs import check_inputs, check_multiple_choice, sequence_too_long_message
-from xlmr.common.loading import WeightsError, load_pretrained
-from xlmr.common.weights import from_scheme_array, from_scheme_name, parameter_shapes, to_scheme_array
+from xlmr.common.inputs import check_multiple_choice, sequence_too_long_message
+from xlmr.common.loading import CheckpointWeights, PreTrainedModel, initialising, without_initialisation
+from xlmr.common.weights import from_scheme_array, from_scheme_name, to_scheme_array
 from xlmr.flax import losses
+from xlmr.flax.checks import check_model_inputs
 from xlmr.flax import outputs as O
 from xlmr.flax.heads import ClassificationHead, LMHead
 from xlmr.flax.layers import Embeddings, Encoder, KVCache, Pooler, dropout, linear, past_length_of
 
 SCHEME = "flax"
-# Marks the XLMRobertaModel built inside a head class: the head class initialises all weights at once.
-_NESTED = object()
-
-
-class _FromCheckpoint(dict):
-    """Weights ``from_pretrained`` read (memory-mapped). Once each is in a JAX array its file pages are dropped: a
-    copy no longer needs them, and an array JAX made as a zero-copy view of the mapping (CPU) faults them back in
-    from the unchanged file when read."""
 
 
 # ------------------------------------------------------------------------------------------------ input helpers
-def is_traced(x: Any) -> bool:
-    return isinstance(x, jax.core.Tracer)
-
-
-class _ShapeOnly:
-    """A traced array's shape for ``check_inputs``, holding no values, so that the value checks pass. Unlike a
-    zero array of that shape it also stands for symbolic dimensions (``jax.export``), which numpy cannot allocate."""
-
-    def __init__(self, x: Any):
-        self.shape, self.dtype = tuple(x.shape), x.dtype
-
-    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
-        return np.zeros((0,), dtype or self.dtype)
-
-
-def _host(x: Any) -> Any:
-    """``x`` as numpy for ``check_inputs``; when traced (under jit) a stand-in of its shape, so shapes are still
-    checked, with the same messages, while the value checks pass."""
-    if x is None:
-        return None
-    return _ShapeOnly(x) if is_traced(x) else np.asarray(x)
-
-
-def cache_overflow_message(length: int, past_length: Any, max_length: int) -> str:
-    return (f"KVCache holds {past_length} of its {max_length} positions; {length} more do not fit "
-            f"(build it with init_cache(batch_size, max_length) large enough)")
-
-
-def _check(config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_key_values):
-    """Raise the common ValueErrors (ids out of range, too long, mismatched shapes) for what is known now:
-    everything when the inputs are concrete, shapes only when they are traced."""
-    embeds_shape = None if inputs_embeds is None else tuple(np.shape(inputs_embeds))
-    past_length = past_length_of(past_key_values)
-    if isinstance(past_key_values, KVCache):
-        max_length = past_key_values.max_length
-        length = np.shape(input_ids)[1] if input_ids is not None else embeds_shape[1]
-        known = None if is_traced(past_length) else int(past_length)
-        if length + (known or 0) > max_length:
-            raise ValueError(cache_overflow_message(length, known, max_length))
-        batch = np.shape(past_key_values.layers[0][0])[0]
-        if attention_mask is not None and tuple(np.shape(attention_mask)) != (batch, max_length):
-            raise ValueError(f"attention_mask has shape {tuple(np.shape(attention_mask))}; with a KVCache it covers "
-                             f"the whole cache: (batch, max_length) = {(batch, max_length)}")
-        attention_mask, past_length = None, known or 0  # a KVCache's length is within the limit (init_cache)
-    return check_inputs(config, _host(input_ids), _host(attention_mask), _host(token_type_ids), _host(position_ids),
-                        embeds_shape, past_length)
-
-
 def attention_bias(mask: Any, query_length: int, past_length: Any, causal: bool,
                    key_length: int | None = None) -> jax.Array:
     """Additive attention mask (batch or 1, 1, query, key), float32: 0 where query i may see key j, float32's
@@ -144,60 +88,56 @@ class _StaticConfig:
 
 
 # ------------------------------------------------------------------------------------------------ base class
-class XLMRobertaPreTrainedModel(nnx.Module):
-    """What every class shares: building with HF's initialisation, loading and saving checkpoints.
+class XLMRobertaPreTrainedModel(PreTrainedModel, nnx.Module):
+    """What every class shares: construction with HF's initialisation and the checkpoint contract
+    (``from_pretrained``, ``save_pretrained``, ``num_parameters``: ``xlmr.common.loading.PreTrainedModel``).
 
-    ``Cls(config, rngs=None, *, dtype=jnp.float32, param_dtype=jnp.float32)`` builds the modules with zero
-    parameters, then assigns HF's random initialisation from ``xlmr.common.init`` with an int seed (0 without
-    ``rngs``, else drawn from ``rngs.params()``): the same seed gives the same weights in the PyTorch, TensorFlow
-    and Flax backends. ``rngs`` also feeds dropout. ``dtype`` is the compute dtype (bfloat16 keeps softmax,
-    LayerNorm statistics and losses in float32); ``param_dtype`` the storage dtype of the parameters.
+    ``Cls(config, *, seed=None, rngs=None, dtype=jnp.float32, param_dtype=jnp.float32)`` makes the layers
+    (``make_layers``) with zero parameters, then assigns HF's random initialisation from ``xlmr.common.init``
+    with an int seed (``seed``; else drawn from ``rngs.params()``; else 0): the same seed gives the same weights
+    in the PyTorch, TensorFlow and Flax backends. ``rngs`` also feeds dropout. ``dtype`` is the compute dtype
+    (bfloat16 keeps softmax, LayerNorm statistics and losses in float32); ``param_dtype`` the storage dtype of
+    the parameters. ``from_pretrained`` also takes ``dtype=`` and ``param_dtype=``.
     """
 
     architecture = "XLMRobertaModel"  # HF class name: selects the row set of xlmr.common.weights
+    pretrained_options = ("dtype", "param_dtype")
+
+    def __init__(self, config: XLMRobertaConfig, *, seed: int | None = None, rngs: nnx.Rngs | None = None,
+                 dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, **layer_options: Any):
+        self._config = _StaticConfig(self.check_config(config))
+        self.dtype, self.param_dtype = jnp.dtype(dtype), jnp.dtype(param_dtype)  # also "bfloat16" etc.
+        rngs, seed = self._streams(rngs, seed)
+        with without_initialisation():
+            self.make_layers(config, rngs, **layer_options)
+        if initialising():
+            self.initialise(seed)
 
     @property
     def config(self) -> XLMRobertaConfig:
         return self._config.config
 
-    def _setup(self, config: XLMRobertaConfig, rngs: nnx.Rngs | None, dtype: Any, param_dtype: Any,
-               weights: Any) -> tuple[nnx.Rngs, int]:
-        if not isinstance(config, XLMRobertaConfig):
-            raise TypeError(f"{type(self).__name__} takes an xlmr XLMRobertaConfig, got {type(config).__name__}")
-        self._config = _StaticConfig(config)
-        self.dtype, self.param_dtype = jnp.dtype(dtype), jnp.dtype(param_dtype)  # also "bfloat16" etc.
+    def _streams(self, rngs: nnx.Rngs | None, seed: int | None) -> tuple[nnx.Rngs, int]:
+        """The random streams for dropout and the int seed of the initialisation (drawn before any layer is made,
+        so that one ``nnx.Rngs`` gives one model)."""
         if rngs is None:
-            return nnx.Rngs(0), 0
-        if weights is _NESTED:
+            return nnx.Rngs(0), 0 if seed is None else int(seed)
+        if not initialising():  # a nested encoder or a checkpoint's model: nothing to draw
             return rngs, 0
-        seed = int(jax.random.randint(rngs.params(), (), 0, np.iinfo(np.int32).max))
+        if seed is None:
+            seed = int(jax.random.randint(rngs.params(), (), 0, np.iinfo(np.int32).max))
         if "dropout" not in rngs and "default" not in rngs:  # e.g. nnx.Rngs(params=1): dropout keys from params
             rngs = nnx.Rngs(params=rngs.params(), dropout=rngs.params())
-        return rngs, seed
+        return rngs, int(seed)
 
-    def _initialise(self, seed: int, weights: dict[str, np.ndarray] | None) -> None:
-        if weights is _NESTED:
-            return
-        self.load_canonical_state(weights if weights is not None
-                                  else initial_weights(self.parameter_shapes(), self.config, seed),
-                                  release_source=isinstance(weights, _FromCheckpoint))
+    def make_layers(self, config: XLMRobertaConfig, rngs: nnx.Rngs) -> None:
+        """Create the submodules (with zero parameters; the weights are assigned afterwards)."""
+        raise NotImplementedError
 
     def _kw(self, rngs: nnx.Rngs) -> dict[str, Any]:
         return dict(dtype=self.dtype, param_dtype=self.param_dtype, rngs=rngs)
 
-    def _encoder(self, rngs: nnx.Rngs, add_pooling_layer: bool = True) -> "XLMRobertaModel":
-        """The ``roberta`` of a head class; its weights are assigned with the head's, by ``_initialise``."""
-        return XLMRobertaModel(self.config, rngs, dtype=self.dtype, param_dtype=self.param_dtype,
-                               add_pooling_layer=add_pooling_layer, _weights=_NESTED)
-
     # -------------------------------------------------------------------------------------------- weights
-    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Canonical name -> shape of every parameter of this model, in the table's order."""
-        shapes = parameter_shapes(self.config, self.architecture)
-        if self.architecture == "XLMRobertaModel" and self.pooler is None:
-            shapes = {k: v for k, v in shapes.items() if not k.startswith("pooler.")}
-        return shapes
-
     def _named_params(self) -> dict[str, nnx.Param]:
         """{canonical name: Param} for every parameter (the NNX path, e.g. ``...query.kernel``, via the table)."""
         return {from_scheme_name(".".join(map(str, path)), SCHEME): node
@@ -214,52 +154,18 @@ class XLMRobertaPreTrainedModel(nnx.Module):
             state[name] = from_scheme_array(array, name, SCHEME)
         return state
 
-    def load_canonical_state(self, weights: dict[str, Any], release_source: bool = False) -> None:
+    def load_canonical_state(self, weights: Mapping[str, Any]) -> None:
         """Make ``weights`` (canonical name -> array, exactly this model's parameters) the model's parameters,
         cast to ``param_dtype``. WeightsError lists every missing, unexpected or mis-shaped tensor at once.
 
-        ``release_source``: drop each array's file pages once it is a parameter (arrays memory-mapped from a
-        checkpoint by ``from_pretrained``, which nobody else reads), so loading peaks near one copy of the weights."""
-        params = self._named_params()
-        missing, unexpected = sorted(set(params) - set(weights)), sorted(set(weights) - set(params))
-        problems = [f"missing weight {n}" for n in missing] + [f"unexpected weight {n}" for n in unexpected]
-        for name, param in params.items():
-            if name in weights:
-                shape = tuple(from_scheme_array(np.empty(param.shape, np.uint8), name, SCHEME).shape)
-                if tuple(np.shape(weights[name])) != shape:
-                    problems.append(f"tensor {name} has shape {tuple(np.shape(weights[name]))}, the model has {shape}")
-        if problems:
-            raise WeightsError(f"{type(self).__name__}.load_canonical_state: " + "; ".join(problems))
-        for name, param in params.items():
+        Arrays of a ``CheckpointWeights`` (``from_pretrained``) have their file pages dropped once they are
+        parameters, so loading peaks near one copy of the weights."""
+        self.check_canonical_state(weights)
+        release_source = isinstance(weights, CheckpointWeights)
+        for name, param in self._named_params().items():
             param[...] = jnp.asarray(to_scheme_array(np.asarray(weights[name]), name, SCHEME), self.param_dtype)
             if release_source:
                 release_pages(weights[name])
-
-    def num_parameters(self) -> int:
-        return sum(int(np.prod(p.shape)) for p in self._named_params().values())
-
-    # -------------------------------------------------------------------------------------------- checkpoints
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, config: XLMRobertaConfig | None = None,
-                        dtype: Any = jnp.float32, param_dtype: Any = jnp.float32, seed: int = 0,
-                        ignore_mismatched_sizes: bool = False, **config_overrides: Any):
-        """Load a checkpoint folder written by HF or xlmr (safetensors, pytorch_model.bin, tf_model.h5 or
-        flax_model.msgpack); the model is in eval mode.
-
-        Head weights the checkpoint lacks are initialised from ``seed`` with a warning naming them; a missing
-        encoder weight or a mis-shaped tensor raises ``WeightsError`` naming it. Keyword arguments override
-        fields of the checkpoint's config (``num_labels=3``).
-        """
-        config, weights, _ = load_pretrained(path, cls.architecture, config=config, config_overrides=config_overrides,
-                                             seed=seed, ignore_mismatched_sizes=ignore_mismatched_sizes)
-        return cls(config, dtype=dtype, param_dtype=param_dtype, _weights=_FromCheckpoint(weights))
-
-    def save_pretrained(self, path: str | os.PathLike, format: str = "safetensors") -> None:
-        """Write config.json and the weights under HF's names (``format``: safetensors, pt, tf or flax; "flax"
-        writes ``flax_model.msgpack``, which HF's Flax classes load)."""
-        from xlmr.common.checkpoint import save_pretrained
-
-        save_pretrained(path, self.config, self.canonical_state(), self.architecture, format=format)
 
     # -------------------------------------------------------------------------------------------- decoding
     def init_cache(self, batch_size: int, max_length: int) -> KVCache:
@@ -278,12 +184,6 @@ class XLMRobertaPreTrainedModel(nnx.Module):
         layers = tuple((jnp.zeros(shape, self.dtype), jnp.zeros(shape, self.dtype))
                        for _ in range(config.num_hidden_layers))
         return KVCache(layers, jnp.zeros((), jnp.int32))
-
-    def _flags(self, output_attentions, output_hidden_states, return_dict):
-        c = self.config
-        return (c.output_attentions if output_attentions is None else output_attentions,
-                c.output_hidden_states if output_hidden_states is None else output_hidden_states,
-                c.return_dict if return_dict is None else return_dict)
 
 
 # ------------------------------------------------------------------------------------------------ the encoder
@@ -304,13 +204,10 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaModel"
 
-    def __init__(self, config: XLMRobertaConfig, rngs: nnx.Rngs | None = None, *, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, add_pooling_layer: bool = True, _weights: Any = None):
-        rngs, seed = self._setup(config, rngs, dtype, param_dtype, _weights)
+    def make_layers(self, config: XLMRobertaConfig, rngs: nnx.Rngs, add_pooling_layer: bool = True) -> None:
         self.embeddings = Embeddings(config, **self._kw(rngs))
         self.encoder = Encoder(config, **self._kw(rngs))
         self.pooler = Pooler(config, **self._kw(rngs)) if add_pooling_layer else None
-        self._initialise(seed, _weights)
 
     def get_input_embeddings(self) -> nnx.Embed:
         return self.embeddings.word_embeddings
@@ -320,12 +217,12 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
                  use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                  deterministic=None):
         c = self.config
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         use_cache = (c.use_cache if use_cache is None else use_cache) and c.is_decoder
+        _, length = check_model_inputs(c, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                       past_key_values)
         past_length = past_length_of(past_key_values)
-        _, length = _check(c, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
-                           past_key_values)
         input_ids, token_type_ids, position_ids = (None if x is None else jnp.asarray(x)
                                                    for x in (input_ids, token_type_ids, position_ids))
         inputs_embeds = None if inputs_embeds is None else jnp.asarray(inputs_embeds)
@@ -384,12 +281,9 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForCausalLM"
 
-    def __init__(self, config: XLMRobertaConfig, rngs: nnx.Rngs | None = None, *, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, _weights: Any = None):
-        rngs, seed = self._setup(config, rngs, dtype, param_dtype, _weights)
-        self.roberta = self._encoder(rngs, add_pooling_layer=False)
+    def make_layers(self, config: XLMRobertaConfig, rngs: nnx.Rngs) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, **self._kw(rngs))
         self.lm_head = LMHead(config, **self._kw(rngs))
-        self._initialise(seed, _weights)
 
     def generate(self, input_ids, attention_mask=None, **settings):  # see xlmr.flax.generation
         from xlmr.flax.generation import generate
@@ -399,7 +293,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
                  inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
                  past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                  return_dict=None, deterministic=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         if labels is not None:
             use_cache = False
@@ -408,7 +302,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
                            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
                            past_key_values=past_key_values, use_cache=use_cache, output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states, return_dict=True, deterministic=deterministic)
-        logits = self.lm_head(out.last_hidden_state, self.roberta.embeddings.word_embeddings)
+        logits = self.lm_head(out.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings)
         loss = losses.causal_lm_loss(logits, labels) if labels is not None else None
         result = O.CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
@@ -433,24 +327,21 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForMaskedLM"
 
-    def __init__(self, config: XLMRobertaConfig, rngs: nnx.Rngs | None = None, *, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, _weights: Any = None):
-        rngs, seed = self._setup(config, rngs, dtype, param_dtype, _weights)
-        self.roberta = self._encoder(rngs, add_pooling_layer=False)
+    def make_layers(self, config: XLMRobertaConfig, rngs: nnx.Rngs) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, **self._kw(rngs))
         self.lm_head = LMHead(config, **self._kw(rngs))
-        self._initialise(seed, _weights)
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
                  output_attentions=None, output_hidden_states=None, return_dict=None, deterministic=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         out = self.roberta(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
                            encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
                            use_cache=False, output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states, return_dict=True, deterministic=deterministic)
-        logits = self.lm_head(out.last_hidden_state, self.roberta.embeddings.word_embeddings)
+        logits = self.lm_head(out.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings)
         loss = losses.cross_entropy(logits, labels) if labels is not None else None
         result = O.MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return result if return_dict else result.to_tuple()
@@ -473,17 +364,14 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForSequenceClassification"
 
-    def __init__(self, config: XLMRobertaConfig, rngs: nnx.Rngs | None = None, *, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, _weights: Any = None):
-        rngs, seed = self._setup(config, rngs, dtype, param_dtype, _weights)
-        self.roberta = self._encoder(rngs, add_pooling_layer=False)
+    def make_layers(self, config: XLMRobertaConfig, rngs: nnx.Rngs) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, **self._kw(rngs))
         self.classifier = ClassificationHead(config, **self._kw(rngs))
-        self._initialise(seed, _weights)
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                  deterministic=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         out = self.roberta(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
@@ -513,18 +401,15 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForMultipleChoice"
 
-    def __init__(self, config: XLMRobertaConfig, rngs: nnx.Rngs | None = None, *, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, _weights: Any = None):
-        rngs, seed = self._setup(config, rngs, dtype, param_dtype, _weights)
-        self.roberta = self._encoder(rngs)
+    def make_layers(self, config: XLMRobertaConfig, rngs: nnx.Rngs) -> None:
+        self.roberta = XLMRobertaModel(config, **self._kw(rngs))
         self.dropout = dropout(config.hidden_dropout_prob, rngs)
         self.classifier = linear(config.hidden_size, 1, **self._kw(rngs))
-        self._initialise(seed, _weights)
 
     def __call__(self, input_ids=None, token_type_ids=None, attention_mask=None, labels=None, position_ids=None,
                  head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
                  return_dict=None, deterministic=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         shape = tuple(np.shape(input_ids) if input_ids is not None else np.shape(inputs_embeds)[:-1])
         check_multiple_choice("input_ids" if input_ids is not None else "inputs_embeds", shape)
@@ -560,19 +445,15 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForTokenClassification"
 
-    def __init__(self, config: XLMRobertaConfig, rngs: nnx.Rngs | None = None, *, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, _weights: Any = None):
-        rngs, seed = self._setup(config, rngs, dtype, param_dtype, _weights)
-        self.roberta = self._encoder(rngs, add_pooling_layer=False)
-        rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = dropout(rate, rngs)
+    def make_layers(self, config: XLMRobertaConfig, rngs: nnx.Rngs) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, **self._kw(rngs))
+        self.dropout = dropout(config.classifier_dropout_rate, rngs)
         self.classifier = linear(config.hidden_size, config.num_labels, **self._kw(rngs))
-        self._initialise(seed, _weights)
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
                  deterministic=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         out = self.roberta(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
@@ -602,17 +483,14 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForQuestionAnswering"
 
-    def __init__(self, config: XLMRobertaConfig, rngs: nnx.Rngs | None = None, *, dtype: Any = jnp.float32,
-                 param_dtype: Any = jnp.float32, _weights: Any = None):
-        rngs, seed = self._setup(config, rngs, dtype, param_dtype, _weights)
-        self.roberta = self._encoder(rngs, add_pooling_layer=False)
-        self.qa_outputs = linear(config.hidden_size, 2, **self._kw(rngs))
-        self._initialise(seed, _weights)
+    def make_layers(self, config: XLMRobertaConfig, rngs: nnx.Rngs) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, **self._kw(rngs))
+        self.qa_outputs = linear(config.hidden_size, config.num_labels, **self._kw(rngs))  # 2: start and end
 
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
                  output_hidden_states=None, return_dict=None, deterministic=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         out = self.roberta(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
                            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,

@@ -6,8 +6,8 @@ Example:
     >>> from xlmr.pt.heads import ClassificationHead, LMHead
     >>> config = XLMRobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
     ...                           intermediate_size=64, num_labels=3)
-    >>> hidden = torch.randn(2, 5, 32)
-    >>> tuple(LMHead(config)(hidden).shape), tuple(ClassificationHead(config).eval()(hidden).shape)
+    >>> hidden, table = torch.randn(2, 5, 32), torch.nn.Embedding(100, 32)
+    >>> tuple(LMHead(config)(hidden, word_embeddings=table).shape), tuple(ClassificationHead(config).eval()(hidden).shape)
     ((2, 5, 100), (2, 3))
 """
 
@@ -25,7 +25,9 @@ class LMHead(nn.Module):
     """dense -> exact GELU -> LayerNorm -> decoder onto the vocabulary (+ ``bias``).
 
     As in HF, ``decoder.bias`` is the same Parameter as ``bias``, and ``decoder.weight`` is the word-embedding
-    matrix unless ``config.tie_word_embeddings`` is False (the model ties them, see ``tie_weights``).
+    matrix unless ``config.tie_word_embeddings`` is False. The model ties them by sharing the Parameter
+    (``tie_weights``: HF's state dict holds both names), so ``word_embeddings``, which the TensorFlow and Flax
+    heads multiply by when tied, is here the table ``decoder.weight`` already is.
     """
 
     def __init__(self, config: XLMRobertaConfig):
@@ -36,7 +38,7 @@ class LMHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(config.vocab_size))
         self.decoder.bias = self.bias
 
-    def forward(self, features):
+    def forward(self, features: torch.Tensor, word_embeddings: nn.Embedding) -> torch.Tensor:
         x = self.layer_norm(linear(features, self.dense, activation=F.gelu))  # GELU whatever config.hidden_act says
         return linear(x, self.decoder)
 
@@ -47,11 +49,10 @@ class ClassificationHead(nn.Module):
     def __init__(self, config: XLMRobertaConfig):
         super().__init__()
         self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(rate)
+        self.dropout = nn.Dropout(config.classifier_dropout_rate)
         self.out_proj = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, features):
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.dropout(features[:, 0])
         x = self.dropout(torch.tanh(linear(x, self.dense)))
         return linear(x, self.out_proj)

@@ -96,8 +96,9 @@ class SelfAttention(nn.Module):
     appends this step's to them; cross-attention reuses them instead of projecting the encoder states again.
     """
 
-    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str):
+    def __init__(self, config: XLMRobertaConfig, position_embedding_type: str | None = None):
         super().__init__()
+        position_embedding_type = position_embedding_type or config.position_embedding_type
         self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
         self.query = nn.Linear(config.hidden_size, config.hidden_size)
         self.key = nn.Linear(config.hidden_size, config.hidden_size)
@@ -171,7 +172,7 @@ class Attention(nn.Module):
 
     def __init__(self, config: XLMRobertaConfig, position_embedding_type: str | None = None):
         super().__init__()
-        self.self = SelfAttention(config, position_embedding_type or config.position_embedding_type)
+        self.self = SelfAttention(config, position_embedding_type)
         self.output = SelfOutput(config)
 
     def forward(self, hidden_states, bias=None, head_mask=None, encoder_hidden_states=None, past_key_value=None,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -11,44 +11,16 @@ from torch import nn
 
 from xlmr.common import outputs as O
 from xlmr.common.config import XLMRobertaConfig
-from xlmr.common.init import initial_weights
-from xlmr.common.inputs import check_inputs, check_multiple_choice
-from xlmr.common.loading import WeightsError, load_pretrained
-from xlmr.common.weights import parameter_shapes
+from xlmr.common.inputs import check_multiple_choice
+from xlmr.common.loading import PreTrainedModel, initialising, without_initialisation
 from xlmr.pt import losses
+from xlmr.pt.checks import check_model_inputs, index_tensors, past_length_of
 from xlmr.pt.fast_linear import linear
 from xlmr.pt.heads import ClassificationHead, LMHead
 from xlmr.pt.layers import Embeddings, Encoder, Pooler
 
 
 # ------------------------------------------------------------------------------------------------ input helpers
-def _host(t: torch.Tensor | None, high: int | None = None) -> Any:
-    """``t`` for ``check_inputs``, as numpy, without copying a device tensor to the host.
-
-    With ``high`` None only the shape matters: a stand-in of that shape comes back (a zero-stride view). CPU tensors are
-    viewed in place. On an accelerator only the minimum and maximum come back (one reduction); the tensor is
-    copied only when one of them is outside [0, high), so that the error message can name the index.
-    """
-    if t is None:
-        return None
-    if high is None:
-        return np.broadcast_to(np.zeros((), np.int64), tuple(t.shape))
-    if t.device.type == "cpu":
-        return t.detach().numpy()
-    low, top = torch.stack(torch.aminmax(t.detach())).tolist() if t.numel() else (0, 0)
-    if low < 0 or top >= high or t.is_floating_point():
-        return t.detach().cpu().numpy()
-    return np.broadcast_to(np.asarray(low, np.int64), tuple(t.shape))
-
-
-def _check(config, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_length):
-    """Raise the common ValueErrors (ids out of range, too long, mismatched shapes) before any kernel runs."""
-    return check_inputs(
-        config, _host(input_ids, config.vocab_size), _host(attention_mask),
-        _host(token_type_ids, config.type_vocab_size), _host(position_ids, config.max_position_embeddings),
-        None if inputs_embeds is None else tuple(inputs_embeds.shape), past_length)
-
-
 def attention_bias(mask: torch.Tensor | None, query_length: int, past_length: int, causal: bool,
                    dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
     """Additive attention mask (batch or 1, 1, query, key): 0 where query i may see key j, dtype's minimum elsewhere.
@@ -70,33 +42,40 @@ def attention_bias(mask: torch.Tensor | None, query_length: int, past_length: in
 
 
 # ------------------------------------------------------------------------------------------------ base class
-class XLMRobertaPreTrainedModel(nn.Module):
-    """What every class shares: building with HF's initialisation, loading and saving checkpoints, weight tying.
+def _torch_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    return getattr(torch, dtype) if isinstance(dtype, str) else dtype
 
-    ``Cls(config, seed=None)`` builds a model with HF's random initialisation (``xlmr.common.init``: the same seed
-    gives the same weights in the PyTorch, TensorFlow and Flax backends); ``seed=None`` draws one from torch's
-    global generator, so ``torch.manual_seed`` governs it. Modules are built on the meta device and the weights
-    assigned afterwards, so no time goes into torch's own initialisation. Under ``with torch.device("meta")``
-    nothing is assigned (``from_pretrained`` does that).
+
+class XLMRobertaPreTrainedModel(PreTrainedModel, nn.Module):
+    """What every class shares: construction with HF's initialisation, weight tying and the checkpoint contract
+    (``from_pretrained``, ``save_pretrained``, ``num_parameters``: ``xlmr.common.loading.PreTrainedModel``).
+
+    ``Cls(config, *, seed=None, dtype=None)`` makes the layers (``make_layers``) and sets them to HF's random
+    initialisation (``xlmr.common.init``: the same seed gives the same weights in the PyTorch, TensorFlow and
+    Flax backends); ``seed=None`` draws one from torch's global generator, so ``torch.manual_seed`` governs it.
+    Layers are made on the meta device and the weights assigned afterwards, so no time goes into torch's own
+    initialisation. Under ``with torch.device("meta")`` or ``without_initialisation()`` nothing is assigned
+    (``from_pretrained`` assigns a checkpoint's weights). ``from_pretrained`` also takes ``dtype=``.
     """
 
     architecture = "XLMRobertaModel"  # HF class name: selects the row set of xlmr.common.weights
+    pretrained_options = ("dtype",)
 
-    def __init__(self, config: XLMRobertaConfig, *, seed: int | None = None, **build_args: Any):
+    def __init__(self, config: XLMRobertaConfig, *, seed: int | None = None, dtype: torch.dtype | str | None = None,
+                 **layer_options: Any):
         super().__init__()
-        self.config = config
-        parameter_shapes(config, self.architecture)  # raises for configs the class cannot be built with
+        self.config = self.check_config(config)
         device = torch.get_default_device()
-        with torch.device("meta"):
-            self.build(config, **build_args)
+        with torch.device("meta"), without_initialisation():
+            self.make_layers(config, **layer_options)
+        if dtype is not None:
+            self.to(dtype=_torch_dtype(dtype))  # still on the meta device: nothing is allocated
         self.tie_weights()
-        if device.type != "meta":
-            if seed is None:
-                seed = int(torch.randint(0, 2**31 - 1, (), device="cpu"))
-            shapes = {name: tuple(p.shape) for name, p in self.named_parameters()}
-            self.load_canonical_state(initial_weights(shapes, config, seed), device=device)
+        if initialising() and device.type != "meta":
+            self.initialise(int(torch.randint(0, 2**31 - 1, (), device="cpu")) if seed is None else seed)
 
-    def build(self, config: XLMRobertaConfig) -> None:
+    def make_layers(self, config: XLMRobertaConfig) -> None:
+        """Create the submodules (on the meta device; their weights are assigned afterwards)."""
         raise NotImplementedError
 
     def tie_weights(self) -> None:
@@ -118,57 +97,27 @@ class XLMRobertaPreTrainedModel(nn.Module):
             state[name] = (t.float() if t.dtype in (torch.bfloat16, torch.float16) else t).numpy()
         return state
 
-    def load_canonical_state(self, weights: dict[str, np.ndarray], device: Any = None, dtype: Any = None) -> None:
-        """Make ``weights`` (canonical name -> array, exactly this model's parameters) the model's parameters.
+    def load_canonical_state(self, weights: Mapping[str, Any]) -> None:
+        """Make ``weights`` (canonical name -> array, exactly this model's parameters) the model's parameters, in
+        each parameter's dtype and on its device (a meta parameter: the default device, or the CPU).
 
-        The arrays replace the parameters (``assign``-style), so this also fills a model built on the meta device.
+        The arrays replace the parameters (``assign``-style), so this also fills a model made on the meta device;
+        a writeable CPU float32 array is viewed, not copied (``from_pretrained`` keeps the checkpoint's mapping).
         """
-        names = dict(self.named_parameters())
-        missing, unexpected = sorted(set(names) - set(weights)), sorted(set(weights) - set(names))
-        if missing or unexpected:
-            raise WeightsError(f"{type(self).__name__}.load_canonical_state: missing {missing}, "
-                               f"unexpected {unexpected}")
-        for name, old in names.items():
+        self.check_canonical_state(weights)
+        default = torch.get_default_device()
+        default = torch.device("cpu") if default.type == "meta" else default
+        for name, old in dict(self.named_parameters()).items():
             array = np.asarray(weights[name])
-            if tuple(array.shape) != tuple(old.shape):
-                raise WeightsError(f"tensor {name} has shape {tuple(array.shape)}, the model has {tuple(old.shape)}")
             value = torch.from_numpy(array if array.flags.writeable else array.copy())
-            value = value.to(device=device if device is not None else (None if old.is_meta else old.device),
-                             dtype=dtype if dtype is not None else (None if old.is_meta else old.dtype))
+            value = value.to(device=default if old.is_meta else old.device, dtype=old.dtype)
             module_name, _, leaf = name.rpartition(".")
             setattr(self.get_submodule(module_name), leaf, nn.Parameter(value, requires_grad=old.requires_grad))
         self.tie_weights()
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    # -------------------------------------------------------------------------------------------- checkpoints
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, config: XLMRobertaConfig | None = None,
-                        dtype: torch.dtype | str | None = None, seed: int = 0, ignore_mismatched_sizes: bool = False,
-                        **config_overrides: Any):
-        """Load a checkpoint folder written by HF or xlmr (safetensors, pytorch_model.bin, tf_model.h5 or
-        flax_model.msgpack); returns the model in eval mode.
-
-        Head weights the checkpoint lacks are initialised from ``seed`` with a warning naming them; a missing
-        encoder weight or a mis-shaped tensor raises ``WeightsError`` naming it. Keyword arguments override
-        fields of the checkpoint's config (``num_labels=3``).
-        """
-        config, weights, _ = load_pretrained(path, cls.architecture, config=config, config_overrides=config_overrides,
-                                             seed=seed, ignore_mismatched_sizes=ignore_mismatched_sizes)
-        with torch.device("meta"):
-            model = cls(config)
-        model.load_canonical_state(weights, device="cpu", dtype=getattr(torch, dtype) if isinstance(dtype, str)
-                                   else dtype or torch.float32)
-        return model.eval()
-
-    def save_pretrained(self, path: str | os.PathLike, format: str = "safetensors") -> None:
-        """Write config.json and the weights under HF's names (``format``: safetensors, pt, tf or flax), in the
-        model's dtype."""
-        from xlmr.common.checkpoint import save_pretrained
-
-        dtype = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(next(self.parameters()).dtype)
-        save_pretrained(path, self.config, self.canonical_state(), self.architecture, format=format, dtype=dtype)
+    def checkpoint_dtype(self) -> str | None:
+        """The parameters' dtype when half precision: ``save_pretrained`` writes the weights as they are."""
+        return {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(next(self.parameters()).dtype)
 
     # -------------------------------------------------------------------------------------------- training
     def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
@@ -185,12 +134,6 @@ class XLMRobertaPreTrainedModel(nn.Module):
     @property
     def is_gradient_checkpointing(self) -> bool:
         return any(isinstance(m, Encoder) and m.gradient_checkpointing for m in self.modules())
-
-    def _flags(self, output_attentions, output_hidden_states, return_dict):
-        c = self.config
-        return (c.output_attentions if output_attentions is None else output_attentions,
-                c.output_hidden_states if output_hidden_states is None else output_hidden_states,
-                c.return_dict if return_dict is None else return_dict)
 
 
 # ------------------------------------------------------------------------------------------------ the encoder
@@ -211,10 +154,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaModel"
 
-    def __init__(self, config: XLMRobertaConfig, add_pooling_layer: bool = True, *, seed: int | None = None):
-        super().__init__(config, seed=seed, add_pooling_layer=add_pooling_layer)
-
-    def build(self, config, add_pooling_layer=True):
+    def make_layers(self, config: XLMRobertaConfig, add_pooling_layer: bool = True) -> None:
         self.embeddings = Embeddings(config)
         self.encoder = Encoder(config)
         self.pooler = Pooler(config) if add_pooling_layer else None
@@ -226,16 +166,18 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
                 use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None):
         c = self.config
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         use_cache = (c.use_cache if use_cache is None else use_cache) and c.is_decoder
-        past_length = 0 if past_key_values is None else past_key_values[0][0].shape[2]
-        _check(c, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, past_length)
+        _, length = check_model_inputs(c, input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds,
+                                       past_key_values)
+        past_length = past_length_of(past_key_values)
+        input_ids, token_type_ids, position_ids = index_tensors(input_ids, token_type_ids, position_ids)
 
         if not c.is_decoder:
             encoder_hidden_states = None  # as in HF, only decoders attend to an encoder
         hidden = self.embeddings(input_ids, token_type_ids, position_ids, inputs_embeds, past_length)
-        length = hidden.shape[1]  # a size the ONNX tracer follows; _check's Python int would be frozen into the graph
+        length = hidden.shape[1]  # a size the ONNX tracer follows; check_model_inputs' Python int would be frozen into the graph
         bias = attention_bias(attention_mask, length, past_length, c.is_decoder, hidden.dtype, hidden.device)
         encoder_bias = None
         if encoder_hidden_states is not None and encoder_attention_mask is not None:
@@ -282,7 +224,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForCausalLM"
 
-    def build(self, config):
+    def make_layers(self, config: XLMRobertaConfig) -> None:
         self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
         self.lm_head = LMHead(config)
 
@@ -294,7 +236,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
                 past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         if labels is not None:
             use_cache = False
@@ -304,7 +246,7 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
             encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask,
             past_key_values=past_key_values, use_cache=use_cache, output_attentions=output_attentions,
             output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.lm_head(out.last_hidden_state)
+        logits = self.lm_head(out.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings)
         loss = losses.causal_lm_loss(logits, labels) if labels is not None else None
         result = O.CausalLMOutputWithCrossAttentions(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
@@ -329,21 +271,21 @@ class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForMaskedLM"
 
-    def build(self, config):
+    def make_layers(self, config: XLMRobertaConfig) -> None:
         self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
         self.lm_head = LMHead(config)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
                 output_attentions=None, output_hidden_states=None, return_dict=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         out = self.roberta(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
             position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds,
             encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask, use_cache=False,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True)
-        logits = self.lm_head(out.last_hidden_state)
+        logits = self.lm_head(out.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings)
         loss = losses.cross_entropy(logits, labels) if labels is not None else None
         result = O.MaskedLMOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         return result if return_dict else result.to_tuple()
@@ -366,13 +308,13 @@ class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForSequenceClassification"
 
-    def build(self, config):
+    def make_layers(self, config: XLMRobertaConfig) -> None:
         self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
         self.classifier = ClassificationHead(config)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         out = self.roberta(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -402,7 +344,7 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForMultipleChoice"
 
-    def build(self, config):
+    def make_layers(self, config: XLMRobertaConfig) -> None:
         self.roberta = XLMRobertaModel(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, 1)
@@ -410,7 +352,7 @@ class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
     def forward(self, input_ids=None, token_type_ids=None, attention_mask=None, labels=None, position_ids=None,
                 head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None,
                 return_dict=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         shape = tuple(input_ids.shape if input_ids is not None else inputs_embeds.shape[:-1])
         check_multiple_choice("input_ids" if input_ids is not None else "inputs_embeds", shape)
@@ -445,15 +387,14 @@ class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForTokenClassification"
 
-    def build(self, config):
+    def make_layers(self, config: XLMRobertaConfig) -> None:
         self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
-        rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = nn.Dropout(rate)
+        self.dropout = nn.Dropout(config.classifier_dropout_rate)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         out = self.roberta(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
@@ -484,14 +425,14 @@ class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
 
     architecture = "XLMRobertaForQuestionAnswering"
 
-    def build(self, config):
+    def make_layers(self, config: XLMRobertaConfig) -> None:
         self.roberta = XLMRobertaModel(config, add_pooling_layer=False)
         self.qa_outputs = nn.Linear(config.hidden_size, config.num_labels)  # num_labels is 2: start and end
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                 inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
                 output_hidden_states=None, return_dict=None):
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         out = self.roberta(
             input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,

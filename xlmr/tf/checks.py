@@ -35,7 +35,13 @@ import numpy as np
 import tensorflow as tf
 
 from xlmr.common.config import XLMRobertaConfig
-from xlmr.common.inputs import check_inputs, out_of_range_message, sequence_too_long_message
+from xlmr.common.inputs import (
+    check_inputs,
+    empty_input_message,
+    mask_value_message,
+    out_of_range_message,
+    sequence_too_long_message,
+)
 
 try:  # TF's own test for "this graph is being compiled by XLA"; private, so fall back to "maybe" if it moves.
     from tensorflow.python.ops.control_flow_util import GraphOrParentsInXlaContext as _graph_in_xla
@@ -93,11 +99,12 @@ def _format(template: tuple[str, list[int]], values: list[tf.Tensor]) -> tf.Tens
     return tf.strings.format(text, [values[i] for i in order])
 
 
-def _first_bad(x: tf.Tensor, bad: tf.Tensor) -> tuple[tf.Tensor, list[tf.Tensor]]:
-    """Value and index (row-major first, as numpy's argwhere) of the first True in ``bad``; safe when empty."""
+def _first_bad(x: tf.Tensor, bad: tf.Tensor, dtype: tf.DType = tf.int64) -> tuple[tf.Tensor, list[tf.Tensor]]:
+    """Value (as ``dtype``) and index (row-major first, as numpy's argwhere) of the first True in ``bad``; safe
+    when empty."""
     flat_bad = tf.concat([tf.reshape(bad, [-1]), [True]], axis=0)
     flat = tf.argmax(tf.cast(flat_bad, tf.int32), output_type=tf.int64)
-    value = tf.gather(tf.concat([tf.reshape(tf.cast(x, tf.int64), [-1]), [0]], axis=0), flat)
+    value = tf.gather(tf.concat([tf.reshape(tf.cast(x, dtype), [-1]), tf.zeros([1], dtype)], axis=0), flat)
     dims = tf.maximum(tf.shape(x, out_type=tf.int64), 1)
     index = []
     stride = tf.constant(1, tf.int64)
@@ -128,7 +135,19 @@ def traced_checks(config: XLMRobertaConfig, input_ids: tf.Tensor | None, attenti
     if static_len is not None and static_past is not None and static_past + static_len > config.max_sequence_length:
         raise ValueError(sequence_too_long_message(int(static_len), int(static_past), config))
 
+    name = "input_ids" if input_ids is not None else "inputs_embeds"
+    static_shape = tuple(input_ids.shape) if input_ids is not None else (
+        tf.get_static_value(batch), static_len, config.hidden_size)
+    if None not in static_shape and 0 in static_shape[:2]:
+        raise ValueError(empty_input_message(name, static_shape))
+
     checks: list[tuple[tf.Tensor, Callable[[], tf.Tensor]]] = []  # (bad flag, message builder)
+    sizes = [tf.cast(batch, tf.int64), tf.cast(length, tf.int64)]
+    dims = list(_SENTINELS[:2]) + ([] if input_ids is not None else [config.hidden_size])
+    no_batch, no_tokens = (_template(empty_input_message, name, shape) for shape in (
+        (0, *dims[1:]), (dims[0], 0, *dims[2:])))
+    checks.append((tf.logical_or(sizes[0] == 0, sizes[1] == 0), lambda: tf.where(
+        sizes[0] == 0, _format(no_batch, sizes), _format(no_tokens, sizes))))
     past = tf.cast(past_length, tf.int64)
     too_long = tf.cast(length, tf.int64) + past > config.max_sequence_length
     s0, s1 = _SENTINELS[:2]
@@ -165,6 +184,16 @@ def traced_checks(config: XLMRobertaConfig, input_ids: tf.Tensor | None, attenti
         checks.append((tf.reduce_any(tf.not_equal(mask_shape, want)), lambda: tf.strings.format(
             "attention_mask has shape ({}, {}), expected (batch, past + sequence) = ({}, {})",
             [mask_shape[0], mask_shape[1], want[0], want[1]])))
+        if attention_mask.dtype != tf.bool:
+            bad_mask = tf.logical_and(tf.not_equal(attention_mask, 0), tf.not_equal(attention_mask, 1))
+
+            def mask_message() -> tf.Tensor:
+                # float64 prints as %g does (2, -1, 0.5), like the eager message
+                value, index = _first_bad(attention_mask, bad_mask, tf.float64)
+                template = _template(mask_value_message, str(_SENTINELS[0]), list(_SENTINELS[1:3]))
+                return _format(template, [value] + index)
+
+            checks.append((tf.reduce_any(bad_mask), mask_message))
 
     flag = tf.reduce_any(tf.stack([bad for bad, _ in checks]))
     if xla:

@@ -58,6 +58,12 @@ def layer_norm(config: XLMRobertaConfig, name: str) -> keras.layers.LayerNormali
     return keras.layers.LayerNormalization(epsilon=config.layer_norm_eps, name=name)
 
 
+def position_ids_from_input_ids(input_ids: tf.Tensor, padding_idx: int, past_length: Any = 0) -> tf.Tensor:
+    """Padding tokens get ``padding_idx``; real tokens count up from ``padding_idx + 1 + past_length``."""
+    mask = tf.cast(tf.not_equal(input_ids, padding_idx), input_ids.dtype)
+    return (tf.cumsum(mask, axis=1) + tf.cast(past_length, input_ids.dtype)) * mask + padding_idx
+
+
 class Embedding(keras.layers.Layer):
     """A lookup table with Keras' variable name ``embeddings``.
 
@@ -113,9 +119,7 @@ class Embeddings(keras.layers.Layer):
         embeddings = inputs_embeds + self.token_type_embeddings(token_type_ids)
         if self.config.position_embedding_type == "absolute":
             if position_ids is None and input_ids is not None:
-                # Padding keeps position pad; real tokens count pad+1+past, pad+2+past, ... (common.inputs rule).
-                mask = tf.cast(tf.not_equal(input_ids, pad), input_ids.dtype)
-                position_ids = (tf.cumsum(mask, axis=1) + tf.cast(past_length, input_ids.dtype)) * mask + pad
+                position_ids = position_ids_from_input_ids(input_ids, pad, past_length)
             elif position_ids is None:  # no ids, so no padding to see: positions run on after the cache
                 start = pad + 1 + tf.cast(past_length, tf.int32)
                 position_ids = tf.range(start, start + shape[1])[None, :]
@@ -133,8 +137,7 @@ class SelfAttention(keras.layers.Layer):
     def __init__(self, config: XLMRobertaConfig, position_embedding_type: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.config = config
-        self.num_attention_heads = config.num_attention_heads
-        self.attention_head_size = config.head_dim
+        self.num_heads, self.head_dim = config.num_attention_heads, config.head_dim
         self.position_embedding_type = position_embedding_type or config.position_embedding_type
         self.query = dense(config.hidden_size, "query")
         self.key = dense(config.hidden_size, "key")
@@ -153,7 +156,7 @@ class SelfAttention(keras.layers.Layer):
     def split_heads(self, x: tf.Tensor) -> tf.Tensor:
         """(b, s, h*d) -> (b, h, s, d)."""
         b, s = tf.shape(x)[0], tf.shape(x)[1]
-        x = tf.reshape(x, (b, s, self.num_attention_heads, self.attention_head_size))
+        x = tf.reshape(x, (b, s, self.num_heads, self.head_dim))
         return tf.transpose(x, (0, 2, 1, 3))
 
     def call(self, hidden_states: tf.Tensor, bias: tf.Tensor | None = None, head_mask: tf.Tensor | None = None,
@@ -188,7 +191,7 @@ class SelfAttention(keras.layers.Layer):
             scores += tf.einsum("bhld,lrd->bhlr", query, distance)
             if self.position_embedding_type == "relative_key_query":
                 scores += tf.einsum("bhrd,lrd->bhlr", key, distance)
-        scores = scores / math.sqrt(self.attention_head_size)
+        scores = scores / math.sqrt(self.head_dim)
         if bias is not None:
             scores = scores + bias
         # Softmax in float32 whatever the compute dtype: bf16 sums of exponentials lose the small terms.

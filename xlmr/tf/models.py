@@ -1,21 +1,12 @@
 """The seven XLM-R classes as Keras 3 models (TensorFlow ops), with HF's variable paths, arguments and outputs.
 
-Execution modes (``xlmr.tf.checks`` says how bad input is caught in each):
-
-* eager: ``model(input_ids=np.array(...))`` or ``model({"input_ids": ..., "labels": ...})``;
-* ``tf.function``, also with unknown batch and sequence dimensions (``input_signature`` with None dims);
-* XLA: ``model.compiled_call(...)`` (or ``xlmr.tf.checked_call(model, ...)``) checks the inputs on the host and runs
-  a cached ``tf.function(jit_compile=True)`` traced once per set of arguments, with None dimensions;
-* Keras training: ``model.compile(optimizer=...)`` then ``model.fit(dataset)`` trains on the model's own loss;
-* export: ``model.export_saved_model(path)`` writes a SavedModel whose ``serving_default`` signature maps
-  ``input_ids``, ``attention_mask`` to the logits.
+How they run beyond a plain call (``fit``, ``compiled_call`` under XLA, SavedModel export) is
+``xlmr.tf.runtime``; how bad input is caught in each execution mode, ``xlmr.tf.checks``.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,47 +17,20 @@ import tensorflow as tf
 from xlmr.common import outputs as O
 from xlmr.common.checkpoint.base import release_pages
 from xlmr.common.config import XLMRobertaConfig
-from xlmr.common.init import initial_weights
-from xlmr.common.inputs import check_multiple_choice
-from xlmr.common.io import atomic_directory
-from xlmr.common.loading import WeightsError, load_pretrained
-from xlmr.common.weights import from_scheme_array, parameter_shapes, to_scheme_array, to_scheme_name
+from xlmr.common.inputs import check_multiple_choice, check_past_key_values
+from xlmr.common.loading import CheckpointWeights, PreTrainedModel, initialising, without_initialisation
+from xlmr.common.weights import from_scheme_array, to_scheme_array, to_scheme_name
 from xlmr.tf import checks, losses
 from xlmr.tf.heads import ClassificationHead, LMHead
 from xlmr.tf.layers import Embeddings, Encoder, Pooler, build, dense
 
-logger = logging.getLogger("xlmr")
+from xlmr.tf.runtime import KerasRuntime, to_tensors, unpack_inputs
 
-# Arguments of ``call`` that hold tensors; the others are Python flags (compile-time constants under XLA).
-TENSOR_ARGUMENTS = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "head_mask", "inputs_embeds",
-                    "encoder_hidden_states", "encoder_attention_mask", "past_key_values", "labels",
-                    "start_positions", "end_positions")
+logger = logging.getLogger("xlmr")
 _ASSIGN_BLOCK = 64 << 20  # bytes per assignment when loading a large tensor
-_CHECKED = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "inputs_embeds", "past_key_values")
 
 
 # ------------------------------------------------------------------------------------------------ input helpers
-def _tensor(x: Any) -> Any:
-    """numpy arrays, lists and tensors -> tensors (nested tuples too, for past_key_values); None stays None."""
-    if x is None:
-        return None
-    return tf.nest.map_structure(lambda t: t if isinstance(t, (tf.Tensor, tf.Variable)) else tf.convert_to_tensor(t),
-                                 x)
-
-
-def _unpack(arguments: dict[str, Any]) -> dict[str, Any]:
-    """``model({"input_ids": ..., "labels": ...})`` (what Keras' fit passes) -> keyword arguments of ``call``."""
-    arguments = {k: v for k, v in arguments.items() if k not in ("self", "__class__")}
-    packed, arguments["input_ids"] = arguments["input_ids"], None
-    for name, value in packed.items():
-        if name not in arguments or name == "training":
-            raise TypeError(f"unknown input {name!r} in the inputs dict; known: {', '.join(arguments)}")
-        if arguments[name] is not None:
-            raise ValueError(f"input {name!r} is given both in the inputs dict and as an argument")
-        arguments[name] = value
-    return arguments
-
-
 def attention_bias(mask: tf.Tensor | None, query_length: Any, past_length: Any, causal: bool,
                    dtype: tf.DType) -> tf.Tensor | None:
     """Additive attention mask (batch or 1, 1, query or 1, key): 0 where query i may see key j, dtype's minimum
@@ -86,23 +50,17 @@ def attention_bias(mask: tf.Tensor | None, query_length: Any, past_length: Any, 
     return tf.where(keep, tf.zeros((), dtype), tf.constant(dtype.min, dtype))
 
 
-class _FunctionCache:
-    """Holds compiled functions out of Keras' and SavedModel's object tracking (a plain object is not tracked)."""
-
-    def __init__(self) -> None:
-        self.functions: dict[Any, Any] = {}
-
-
 # ------------------------------------------------------------------------------------------------ base class
-class XLMRobertaPreTrainedModel(keras.Model):
-    """What every class shares: building with HF's initialisation, loading and saving checkpoints, Keras training
-    on the model's own loss, the checked XLA entry point and SavedModel export.
+class XLMRobertaPreTrainedModel(PreTrainedModel, KerasRuntime, keras.Model):
+    """What every class shares: construction with HF's initialisation and the checkpoint contract
+    (``from_pretrained``, ``save_pretrained``, ``num_parameters``: ``xlmr.common.loading.PreTrainedModel``);
+    training, XLA and export come from ``xlmr.tf.runtime.KerasRuntime``.
 
-    ``Cls(config, seed=None)`` builds every variable in the constructor and sets it to HF's initialisation
-    (``xlmr.common.init``: the same seed gives the same weights in the PyTorch, TensorFlow and Flax backends);
-    ``seed=None`` draws one from numpy's global generator, so ``keras.utils.set_random_seed`` governs it.
-    Variables are reachable by the "tf" scheme of ``xlmr.common.weights``: ``model.get_variable(
-    "roberta.encoder.layer.0.attention.self.query.kernel")``.
+    ``Cls(config, *, seed=None, name=None)`` makes the layers (``make_layers``), has Keras create every variable
+    (``build``) and sets them to HF's initialisation (``xlmr.common.init``: the same seed gives the same weights
+    in the PyTorch, TensorFlow and Flax backends); ``seed=None`` draws one from numpy's global generator, so
+    ``keras.utils.set_random_seed`` governs it. Variables are reachable by the "tf" scheme of
+    ``xlmr.common.weights``: ``model.get_variable("roberta.encoder.layer.0.attention.self.query.kernel")``.
 
     Bad input raises before any lookup: ValueError eagerly, InvalidArgumentError with the same text inside
     ``tf.function``; under XLA, which drops asserts, use ``compiled_call`` (checks on the host first, then runs
@@ -110,44 +68,20 @@ class XLMRobertaPreTrainedModel(keras.Model):
     """
 
     architecture = "XLMRobertaModel"  # HF class name: selects the row set of xlmr.common.weights
-    serving_outputs: tuple[str, ...] = ("logits",)  # what the SavedModel's serving signature returns
 
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, *, _initialise: bool = True,
-                 **kwargs: Any):
-        super().__init__(**kwargs)
-        if not isinstance(config, XLMRobertaConfig):
-            raise TypeError(f"{type(self).__name__} takes an xlmr.XLMRobertaConfig, got {type(config).__name__}")
-        self.config = config
-        self._xla = _FunctionCache()
-        self._initialise, self._seed = _initialise, seed
+    def __init__(self, config: XLMRobertaConfig, *, seed: int | None = None, name: str | None = None,
+                 **layer_options: Any):
+        super().__init__(name=name)
+        self.config = self.check_config(config)
+        with without_initialisation():
+            self.make_layers(config, **layer_options)
+        self.build()  # Keras' step: create the variables
+        if initialising():
+            self.initialise(int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed))
 
-    def post_init(self) -> None:
-        """Build every variable, then (unless nested in another model) set them to HF's initial values."""
-        self.build()
-        if self._initialise:
-            seed = int(np.random.randint(0, 2**31 - 1)) if self._seed is None else int(self._seed)
-            shapes = parameter_shapes(self.config, self.architecture)
-            self.load_canonical_state(initial_weights(shapes, self.config, seed))
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        # Concrete inputs are checked here, before Keras' __call__, so that the shared ValueError reaches the
-        # caller as it is (Keras re-raises errors from ``call`` inside a longer message). Traced inputs are
-        # checked in XLMRobertaModel.call (xlmr.tf.checks).
-        if tf.executing_eagerly():
-            arguments = inspect.signature(self.call).bind_partial(*args, **kwargs).arguments
-            if isinstance(arguments.get("input_ids"), Mapping):  # Keras' fit passes the inputs as one dict
-                arguments = {**arguments, "input_ids": None, **arguments["input_ids"]}
-            given = {k: arguments.get(k) for k in _CHECKED}
-            if checks.is_concrete(*given.values()):
-                self.validate_inputs(**given)
-        return super().__call__(*args, **kwargs)
-
-    def _flags(self, output_attentions: bool | None, output_hidden_states: bool | None,
-               return_dict: bool | None) -> tuple[bool, bool, bool]:
-        c = self.config
-        return (c.output_attentions if output_attentions is None else output_attentions,
-                c.output_hidden_states if output_hidden_states is None else output_hidden_states,
-                c.return_dict if return_dict is None else return_dict)
+    def make_layers(self, config: XLMRobertaConfig) -> None:
+        """Create the sublayers (their variables come with ``build``, their values afterwards)."""
+        raise NotImplementedError
 
     # -------------------------------------------------------------------------------------------- weights
     def get_variable(self, name: str) -> keras.Variable:
@@ -165,29 +99,24 @@ class XLMRobertaPreTrainedModel(keras.Model):
     def named_variables(self) -> dict[str, keras.Variable]:
         """{"tf" scheme name: variable} for every parameter of the class, in the weight table's order."""
         return {to_scheme_name(n, "tf"): self.get_variable(to_scheme_name(n, "tf"))
-                for n in parameter_shapes(self.config, self.architecture)}
+                for n in self.parameter_shapes()}
 
     def canonical_state(self) -> dict[str, np.ndarray]:
         """{canonical (HF) name: numpy array in PyTorch's layout} of every unique parameter."""
         return {n: np.ascontiguousarray(from_scheme_array(self.get_variable(to_scheme_name(n, "tf")).numpy(), n,
                                                           "tf"))
-                for n in parameter_shapes(self.config, self.architecture)}
+                for n in self.parameter_shapes()}
 
-    def load_canonical_state(self, weights: Mapping[str, Any], release_source: bool = False) -> None:
+    def load_canonical_state(self, weights: Mapping[str, Any]) -> None:
         """Assign ``weights`` (canonical name -> array, exactly this model's parameters) to the variables.
 
-        ``release_source``: drop each array's file pages once copied (arrays memory-mapped from a checkpoint by
-        ``from_pretrained``, which nobody else reads), so loading peaks near one copy of the weights.
-
         Raises WeightsError naming every missing, unexpected or mis-shaped tensor before assigning anything.
+        Arrays of a ``CheckpointWeights`` (memory-mapped by ``from_pretrained``, read by nobody else) have their
+        file pages dropped once copied, so loading peaks near one copy of the weights.
         """
-        shapes = parameter_shapes(self.config, self.architecture)
-        missing, unexpected = sorted(set(shapes) - set(weights)), sorted(set(weights) - set(shapes))
-        problems = [f"missing {missing}, unexpected {unexpected}"] if missing or unexpected else []
-        problems += [f"tensor {n} has shape {tuple(np.shape(weights[n]))}, the model has {tuple(s)}"
-                     for n, s in shapes.items() if n in weights and tuple(np.shape(weights[n])) != tuple(s)]
-        if problems:
-            raise WeightsError(f"{type(self).__name__}.load_canonical_state: " + "; ".join(problems))
+        self.check_canonical_state(weights)
+        release_source = isinstance(weights, CheckpointWeights)
+        shapes = self.parameter_shapes()
         for n in shapes:
             variable = self.get_variable(to_scheme_name(n, "tf"))
             value = to_scheme_array(np.asarray(weights[n]), n, "tf")
@@ -207,147 +136,6 @@ class XLMRobertaPreTrainedModel(keras.Model):
                         release_pages(value[start:start + rows])
             if release_source:
                 release_pages(weights[n])
-
-    def num_parameters(self) -> int:
-        """Number of parameters, tied ones counted once."""
-        return int(sum(np.prod(s) for s in parameter_shapes(self.config, self.architecture).values()))
-
-    # -------------------------------------------------------------------------------------------- checkpoints
-    @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, *, config: XLMRobertaConfig | None = None, seed: int = 0,
-                        ignore_mismatched_sizes: bool = False, **config_overrides: Any) -> "XLMRobertaPreTrainedModel":
-        """Load a checkpoint folder written by HF or xlmr (safetensors, pytorch_model.bin, tf_model.h5 or
-        flax_model.msgpack, sharded or not).
-
-        Head weights the checkpoint lacks are initialised from ``seed`` with a warning naming them; a missing
-        encoder weight or a mis-shaped tensor raises ``WeightsError`` naming it. Keyword arguments override
-        fields of the checkpoint's config (``num_labels=3``).
-        """
-        config, weights, _ = load_pretrained(path, cls.architecture, config=config, config_overrides=config_overrides,
-                                             seed=seed, ignore_mismatched_sizes=ignore_mismatched_sizes)
-        model = cls(config, _initialise=False)
-        model.load_canonical_state(weights, release_source=True)
-        return model
-
-    def save_pretrained(self, path: str | os.PathLike, format: str = "safetensors") -> None:
-        """Write config.json and the weights under HF's names (``format``: safetensors, pt, tf or flax);
-        ``format="tf"`` writes ``tf_model.h5``, which HF's TF classes load."""
-        from xlmr.common.checkpoint import save_pretrained
-
-        save_pretrained(path, self.config, self.canonical_state(), self.architecture, format=format)
-
-    # -------------------------------------------------------------------------------------------- Keras training
-    def compute_loss(self, x: Any = None, y: Any = None, y_pred: Any = None, sample_weight: Any = None,
-                     training: bool = True) -> tf.Tensor:
-        """Keras' loss hook: the model's own loss (HF's semantics) unless ``compile`` was given a ``loss``.
-
-        Labels come inside ``x`` (``{"input_ids": ..., "labels": ...}``: the forward pass returns the loss) or as
-        the target ``y`` (question answering: ``{"start_positions": ..., "end_positions": ...}`` or a pair).
-        """
-        if self._compile_loss is not None:  # the user chose a Keras loss: apply it to the primary output
-            primary = y_pred[self.serving_outputs[0]] if isinstance(y_pred, Mapping) else y_pred
-            return super().compute_loss(x, y, primary, sample_weight, training=training)
-        if sample_weight is not None:
-            raise ValueError(f"{type(self).__name__}: sample weights need a Keras loss: pass loss=... to compile()")
-        loss = y_pred.get("loss") if isinstance(y_pred, Mapping) else None
-        if loss is None:
-            if y is None:
-                raise ValueError(f"{type(self).__name__}: no labels to compute the loss from; put them in the inputs "
-                                 "dict ('labels') or give them as the dataset's target")
-            loss = self.hf_loss(y_pred, y)
-        for extra in self.losses:
-            loss = loss + tf.cast(tf.reduce_sum(extra), loss.dtype)
-        return loss
-
-    def predict_step(self, data: Any) -> Any:
-        # Keras' tree utilities see our output objects as leaves; predict() concatenates plain dicts.
-        outputs = super().predict_step(data)
-        return dict(outputs) if isinstance(outputs, Mapping) else outputs
-
-    def hf_loss(self, output: Mapping[str, tf.Tensor], labels: Any) -> tf.Tensor:
-        """The class's loss (HF's semantics) from its output and labels."""
-        raise ValueError(f"{type(self).__name__} has no loss; compile() it with a Keras loss")
-
-    # -------------------------------------------------------------------------------------------- checks, XLA
-    def validate_inputs(self, input_ids: Any = None, attention_mask: Any = None, token_type_ids: Any = None,
-                        position_ids: Any = None, inputs_embeds: Any = None, past_key_values: Any = None) -> None:
-        """The shared eager checks (``xlmr.common.inputs``) on concrete inputs of this class; raises ValueError."""
-        as_np = lambda t: None if t is None else np.asarray(t)  # noqa: E731
-        input_ids, attention_mask, token_type_ids, position_ids = map(
-            as_np, (input_ids, attention_mask, token_type_ids, position_ids))
-        embeds_shape = None if inputs_embeds is None else tuple(np.shape(inputs_embeds))
-        if self.architecture == "XLMRobertaForMultipleChoice":  # checked flattened, as the encoder sees them
-            shape = np.shape(input_ids) if input_ids is not None else (embeds_shape or ())[:-1]
-            check_multiple_choice("input_ids" if input_ids is not None else "inputs_embeds", tuple(shape))
-            flat = lambda a: None if a is None else a.reshape(-1, a.shape[-1])  # noqa: E731
-            input_ids, attention_mask, token_type_ids, position_ids = map(
-                flat, (input_ids, attention_mask, token_type_ids, position_ids))
-            embeds_shape = None if embeds_shape is None else (-1, *embeds_shape[2:])
-        past = 0 if past_key_values is None else int(np.shape(past_key_values[0][0])[2])
-        checks.check_concrete(self.config, input_ids, attention_mask, token_type_ids, position_ids, embeds_shape,
-                              past)
-
-    def compiled_call(self, **inputs: Any) -> Any:
-        """``call`` compiled by XLA (``jit_compile=True``), with the input checks that XLA would drop done first.
-
-        Takes ``call``'s keyword arguments. The inputs are checked on the host (the same ValueError as an eager
-        call: out-of-range ids, token types and positions, too-long sequences, mis-shaped masks) and only then
-        handed to the XLA function. That function is traced once per set of given arguments and flags, with None
-        batch and sequence dimensions, so a new length does not retrace (XLA still compiles per shape).
-        """
-        flags = {"use_cache", "output_attentions", "output_hidden_states", "return_dict", "training"}
-        unknown = set(inputs) - set(TENSOR_ARGUMENTS) - flags
-        if unknown:
-            raise TypeError(f"compiled_call got unknown argument(s) {sorted(unknown)}")
-        tensors = {k: _tensor(v) for k, v in inputs.items() if k in TENSOR_ARGUMENTS and v is not None}
-        static = tuple(sorted((k, v) for k, v in inputs.items() if k in flags))
-        self.validate_inputs(**{k: tensors.get(k) for k in _CHECKED})
-        specs = tf.nest.map_structure(lambda t: tf.TensorSpec([None] * t.shape.rank, t.dtype), tensors)
-        key = (tuple(sorted((k, str(v)) for k, v in specs.items())), static)
-        function = self._xla.functions.get(key)
-        if function is None:
-            def run(tensors: dict[str, tf.Tensor]) -> Any:
-                return self(**tensors, **dict(static))
-
-            function = tf.function(run, jit_compile=True, input_signature=[specs])
-            self._xla.functions[key] = function
-        return function(tensors)
-
-    # -------------------------------------------------------------------------------------------- export
-    def serving_signature(self) -> Any:
-        """A ``tf.function`` taking ``input_ids`` and ``attention_mask`` (int32, None dims) and returning
-        {field: tensor} for ``serving_outputs`` (logits for heads).
-
-        ``export_saved_model`` writes it as ``serving_default``; by hand: ``tf.saved_model.save(model, path,
-        signatures={"serving_default": model.serving_signature()})``.
-        """
-        rank = 3 if self.architecture == "XLMRobertaForMultipleChoice" else 2
-        specs = [tf.TensorSpec([None] * rank, tf.int32, name="input_ids"),
-                 tf.TensorSpec([None] * rank, tf.int32, name="attention_mask")]
-        flags = dict(output_attentions=False, output_hidden_states=False, return_dict=True, training=False)
-        if "use_cache" in inspect.signature(self.call).parameters:
-            flags["use_cache"] = False
-
-        @tf.function(input_signature=specs)
-        def serve(input_ids: tf.Tensor, attention_mask: tf.Tensor) -> dict[str, tf.Tensor]:
-            result = self(input_ids=input_ids, attention_mask=attention_mask, **flags)
-            return {name: result[name] for name in self.serving_outputs}
-
-        return serve
-
-    def export_saved_model(self, path: str | os.PathLike, overwrite: bool = False) -> None:
-        """Write a SavedModel: signature ``serving_default`` (``input_ids``, ``attention_mask`` -> outputs).
-
-        The folder appears complete or not at all. Reload with ``tf.saved_model.load(path)`` and call
-        ``loaded.signatures["serving_default"](input_ids=..., attention_mask=...)`` or ``loaded.serve(ids, mask)``.
-        """
-        serve = self.serving_signature()
-        archive = keras.export.ExportArchive()
-        archive.track(self)
-        archive.add_endpoint("serve", serve)
-        archive.add_endpoint("serving_default", serve)
-        with atomic_directory(path, overwrite=overwrite) as tmp:
-            archive.write_out(tmp, verbose=False)
 
 
 # ------------------------------------------------------------------------------------------------ the encoder
@@ -383,13 +171,10 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
     architecture = "XLMRobertaModel"
     serving_outputs = ("last_hidden_state", "pooler_output")
 
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, add_pooling_layer: bool = True,
-                 **kwargs: Any):
-        super().__init__(config, seed, **kwargs)
+    def make_layers(self, config: XLMRobertaConfig, add_pooling_layer: bool = True) -> None:
         self.embeddings = Embeddings(config, name="embeddings")
         self.encoder = Encoder(config, name="encoder")
         self.pooler = Pooler(config, name="pooler") if add_pooling_layer else None
-        self.post_init()
 
     def build(self, input_shape: Any = None) -> None:
         build(self.embeddings)
@@ -404,17 +189,18 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
              inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, past_key_values=None,
              use_cache=None, output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
         if isinstance(input_ids, Mapping):
-            return self.call(**_unpack(dict(locals())))
+            return self.call(**unpack_inputs(dict(locals())))
         c = self.config
-        output_attentions, output_hidden_states, return_dict = self._flags(
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         use_cache = (c.use_cache if use_cache is None else use_cache) and c.is_decoder
         (input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, encoder_hidden_states,
-         encoder_attention_mask, past_key_values) = map(_tensor, (
+         encoder_attention_mask, past_key_values) = map(to_tensors, (
             input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, encoder_hidden_states,
             encoder_attention_mask, past_key_values))
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
+        check_past_key_values(c, past_key_values, input_ids if input_ids is not None else inputs_embeds)
         past_length: Any = 0
         if past_key_values is not None:
             past_length = past_key_values[0][0].shape[2]
@@ -449,7 +235,7 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         if c.is_decoder and encoder_hidden_states is not None and encoder_attention_mask is not None:
             encoder_bias = attention_bias(encoder_attention_mask, length, 0, False, hidden.dtype)
         hidden, cache, all_hidden, attentions, cross = self.encoder(
-            hidden, bias=bias, head_mask=self._head_mask(_tensor(head_mask), hidden.dtype),
+            hidden, bias=bias, head_mask=self._head_mask(to_tensors(head_mask), hidden.dtype),
             encoder_hidden_states=encoder_hidden_states if c.is_decoder else None, encoder_bias=encoder_bias,
             past_key_values=past_key_values, past_length=past_length, use_cache=use_cache,
             output_attentions=output_attentions, output_hidden_states=output_hidden_states, training=training)
@@ -472,24 +258,8 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         return head_mask[:, None, :, None, None]
 
 
-class _WithEncoder(XLMRobertaPreTrainedModel):
-    """A task class: ``roberta`` (the encoder; with the pooler only where HF keeps it) plus a head."""
-
-    add_pooling_layer = False
-
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, **kwargs: Any):
-        super().__init__(config, seed, **kwargs)
-        self.roberta = XLMRobertaModel(config, add_pooling_layer=self.add_pooling_layer, _initialise=False,
-                                       name="roberta")
-
-    def _encode(self, arguments: dict[str, Any], **extra: Any) -> O.BaseModelOutputWithPoolingAndCrossAttentions:
-        names = ("input_ids", "attention_mask", "token_type_ids", "position_ids", "head_mask", "inputs_embeds",
-                 "output_attentions", "output_hidden_states", "training")
-        return self.roberta(**{k: arguments[k] for k in names}, **extra, return_dict=True)
-
-
 # ------------------------------------------------------------------------------------------------ language models
-class XLMRobertaForCausalLM(_WithEncoder):
+class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
     """XLM-R as a left-to-right language model (``config.is_decoder=True``), with a key/value cache in HF's legacy
     layout (per layer: self key, self value[, cross key, cross value]) and optional cross-attention.
 
@@ -510,12 +280,11 @@ class XLMRobertaForCausalLM(_WithEncoder):
 
     architecture = "XLMRobertaForCausalLM"
 
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, **kwargs: Any):
-        super().__init__(config, seed, **kwargs)
+    def make_layers(self, config: XLMRobertaConfig) -> None:
         if not config.is_decoder:
             logger.warning("If you want to use XLMRobertaForCausalLM as a standalone, add `is_decoder=True.`")
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, name="roberta")
         self.lm_head = LMHead(config, name="lm_head")
-        self.post_init()
 
     def build(self, input_shape: Any = None) -> None:
         build(self.roberta)
@@ -530,15 +299,17 @@ class XLMRobertaForCausalLM(_WithEncoder):
              past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
              return_dict=None, training=False):
         if isinstance(input_ids, Mapping):
-            return self.call(**_unpack(dict(locals())))
-        output_attentions, output_hidden_states, return_dict = self._flags(
+            return self.call(**unpack_inputs(dict(locals())))
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         if labels is not None:
             use_cache = False
-        out = self._encode(locals(), encoder_hidden_states=encoder_hidden_states,
-                           encoder_attention_mask=encoder_attention_mask, past_key_values=past_key_values,
-                           use_cache=use_cache)
-        logits = self.lm_head(out.last_hidden_state, tied_embeddings=self.roberta.embeddings.word_embeddings.embeddings)
+        out = self.roberta(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask, past_key_values=past_key_values, use_cache=use_cache,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            training=training)
+        logits = self.lm_head(out.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings)
         result = O.CausalLMOutputWithCrossAttentions(
             logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states,
             attentions=out.attentions, cross_attentions=out.cross_attentions)
@@ -547,10 +318,10 @@ class XLMRobertaForCausalLM(_WithEncoder):
         return result if return_dict else result.to_tuple()
 
     def hf_loss(self, output: Mapping[str, tf.Tensor], labels: Any) -> tf.Tensor:
-        return losses.causal_lm_loss(output["logits"], _tensor(labels))
+        return losses.causal_lm_loss(output["logits"], to_tensors(labels))
 
 
-class XLMRobertaForMaskedLM(_WithEncoder):
+class XLMRobertaForMaskedLM(XLMRobertaPreTrainedModel):
     """XLM-R with its masked-language-model head (the pre-training objective); loss ignores label -100.
 
     Example:
@@ -567,10 +338,9 @@ class XLMRobertaForMaskedLM(_WithEncoder):
 
     architecture = "XLMRobertaForMaskedLM"
 
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, **kwargs: Any):
-        super().__init__(config, seed, **kwargs)
+    def make_layers(self, config: XLMRobertaConfig) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, name="roberta")
         self.lm_head = LMHead(config, name="lm_head")
-        self.post_init()
 
     def build(self, input_shape: Any = None) -> None:
         build(self.roberta)
@@ -580,23 +350,26 @@ class XLMRobertaForMaskedLM(_WithEncoder):
              inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
              output_attentions=None, output_hidden_states=None, return_dict=None, training=False):
         if isinstance(input_ids, Mapping):
-            return self.call(**_unpack(dict(locals())))
-        output_attentions, output_hidden_states, return_dict = self._flags(
+            return self.call(**unpack_inputs(dict(locals())))
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
-        out = self._encode(locals(), encoder_hidden_states=encoder_hidden_states,
-                           encoder_attention_mask=encoder_attention_mask, use_cache=False)
-        logits = self.lm_head(out.last_hidden_state, tied_embeddings=self.roberta.embeddings.word_embeddings.embeddings)
+        out = self.roberta(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, encoder_hidden_states=encoder_hidden_states, encoder_attention_mask=encoder_attention_mask, use_cache=False,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            training=training)
+        logits = self.lm_head(out.last_hidden_state, word_embeddings=self.roberta.embeddings.word_embeddings)
         result = O.MaskedLMOutput(logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         if labels is not None:
             result.loss = self.hf_loss(result, labels)
         return result if return_dict else result.to_tuple()
 
     def hf_loss(self, output: Mapping[str, tf.Tensor], labels: Any) -> tf.Tensor:
-        return losses.cross_entropy(output["logits"], _tensor(labels))
+        return losses.cross_entropy(output["logits"], to_tensors(labels))
 
 
 # ------------------------------------------------------------------------------------------------ classifiers
-class XLMRobertaForSequenceClassification(_WithEncoder):
+class XLMRobertaForSequenceClassification(XLMRobertaPreTrainedModel):
     """Sentence(-pair) classification or regression from the first token (``config.num_labels`` outputs); the loss
     (MSE, cross-entropy or BCE with logits) is chosen as HF does (``xlmr.common.losses``).
 
@@ -613,10 +386,9 @@ class XLMRobertaForSequenceClassification(_WithEncoder):
 
     architecture = "XLMRobertaForSequenceClassification"
 
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, **kwargs: Any):
-        super().__init__(config, seed, **kwargs)
+    def make_layers(self, config: XLMRobertaConfig) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, name="roberta")
         self.classifier = ClassificationHead(config, name="classifier")
-        self.post_init()
 
     def build(self, input_shape: Any = None) -> None:
         build(self.roberta)
@@ -626,10 +398,14 @@ class XLMRobertaForSequenceClassification(_WithEncoder):
              inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
              training=False):
         if isinstance(input_ids, Mapping):
-            return self.call(**_unpack(dict(locals())))
-        output_attentions, output_hidden_states, return_dict = self._flags(
+            return self.call(**unpack_inputs(dict(locals())))
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
-        out = self._encode(locals(), use_cache=False)
+        out = self.roberta(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, use_cache=False,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            training=training)
         logits = self.classifier(out.last_hidden_state, training=training)
         result = O.SequenceClassifierOutput(logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         if labels is not None:
@@ -637,10 +413,10 @@ class XLMRobertaForSequenceClassification(_WithEncoder):
         return result if return_dict else result.to_tuple()
 
     def hf_loss(self, output: Mapping[str, tf.Tensor], labels: Any) -> tf.Tensor:
-        return losses.sequence_classification_loss(output["logits"], _tensor(labels), self.config)
+        return losses.sequence_classification_loss(output["logits"], to_tensors(labels), self.config)
 
 
-class XLMRobertaForMultipleChoice(_WithEncoder):
+class XLMRobertaForMultipleChoice(XLMRobertaPreTrainedModel):
     """Scores each of several candidate continuations; inputs are (batch, num_choices, sequence).
 
     Example:
@@ -656,13 +432,11 @@ class XLMRobertaForMultipleChoice(_WithEncoder):
     """
 
     architecture = "XLMRobertaForMultipleChoice"
-    add_pooling_layer = True
 
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, **kwargs: Any):
-        super().__init__(config, seed, **kwargs)
+    def make_layers(self, config: XLMRobertaConfig) -> None:
+        self.roberta = XLMRobertaModel(config, name="roberta")
         self.dropout = keras.layers.Dropout(config.hidden_dropout_prob)
         self.classifier = dense(1, "classifier")
-        self.post_init()
 
     def build(self, input_shape: Any = None) -> None:
         build(self.roberta)
@@ -672,11 +446,11 @@ class XLMRobertaForMultipleChoice(_WithEncoder):
              head_mask=None, inputs_embeds=None, output_attentions=None, output_hidden_states=None, return_dict=None,
              training=False):
         if isinstance(input_ids, Mapping):
-            return self.call(**_unpack(dict(locals())))
-        output_attentions, output_hidden_states, return_dict = self._flags(
+            return self.call(**unpack_inputs(dict(locals())))
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
         input_ids, token_type_ids, attention_mask, position_ids, inputs_embeds = map(
-            _tensor, (input_ids, token_type_ids, attention_mask, position_ids, inputs_embeds))
+            to_tensors, (input_ids, token_type_ids, attention_mask, position_ids, inputs_embeds))
         reference = input_ids if input_ids is not None else inputs_embeds
         if reference is None:
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
@@ -695,10 +469,10 @@ class XLMRobertaForMultipleChoice(_WithEncoder):
         return result if return_dict else result.to_tuple()
 
     def hf_loss(self, output: Mapping[str, tf.Tensor], labels: Any) -> tf.Tensor:
-        return losses.cross_entropy(output["logits"], _tensor(labels))
+        return losses.cross_entropy(output["logits"], to_tensors(labels))
 
 
-class XLMRobertaForTokenClassification(_WithEncoder):
+class XLMRobertaForTokenClassification(XLMRobertaPreTrainedModel):
     """A label per token (named entities, part of speech): dropout -> linear on every hidden state.
 
     Example:
@@ -714,12 +488,10 @@ class XLMRobertaForTokenClassification(_WithEncoder):
 
     architecture = "XLMRobertaForTokenClassification"
 
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, **kwargs: Any):
-        super().__init__(config, seed, **kwargs)
-        rate = config.classifier_dropout if config.classifier_dropout is not None else config.hidden_dropout_prob
-        self.dropout = keras.layers.Dropout(rate)
+    def make_layers(self, config: XLMRobertaConfig) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, name="roberta")
+        self.dropout = keras.layers.Dropout(config.classifier_dropout_rate)
         self.classifier = dense(config.num_labels, "classifier")
-        self.post_init()
 
     def build(self, input_shape: Any = None) -> None:
         build(self.roberta)
@@ -729,10 +501,14 @@ class XLMRobertaForTokenClassification(_WithEncoder):
              inputs_embeds=None, labels=None, output_attentions=None, output_hidden_states=None, return_dict=None,
              training=False):
         if isinstance(input_ids, Mapping):
-            return self.call(**_unpack(dict(locals())))
-        output_attentions, output_hidden_states, return_dict = self._flags(
+            return self.call(**unpack_inputs(dict(locals())))
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
-        out = self._encode(locals(), use_cache=False)
+        out = self.roberta(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, use_cache=False,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            training=training)
         logits = self.classifier(self.dropout(out.last_hidden_state, training=training))
         result = O.TokenClassifierOutput(logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
         if labels is not None:
@@ -740,10 +516,10 @@ class XLMRobertaForTokenClassification(_WithEncoder):
         return result if return_dict else result.to_tuple()
 
     def hf_loss(self, output: Mapping[str, tf.Tensor], labels: Any) -> tf.Tensor:
-        return losses.cross_entropy(output["logits"], _tensor(labels))
+        return losses.cross_entropy(output["logits"], to_tensors(labels))
 
 
-class XLMRobertaForQuestionAnswering(_WithEncoder):
+class XLMRobertaForQuestionAnswering(XLMRobertaPreTrainedModel):
     """Extractive question answering: a start and an end logit per token.
 
     Example:
@@ -761,10 +537,9 @@ class XLMRobertaForQuestionAnswering(_WithEncoder):
     architecture = "XLMRobertaForQuestionAnswering"
     serving_outputs = ("start_logits", "end_logits")
 
-    def __init__(self, config: XLMRobertaConfig, seed: int | None = None, **kwargs: Any):
-        super().__init__(config, seed, **kwargs)
+    def make_layers(self, config: XLMRobertaConfig) -> None:
+        self.roberta = XLMRobertaModel(config, add_pooling_layer=False, name="roberta")
         self.qa_outputs = dense(config.num_labels, "qa_outputs")  # 2: start and end (common checks it)
-        self.post_init()
 
     def build(self, input_shape: Any = None) -> None:
         build(self.roberta)
@@ -774,10 +549,14 @@ class XLMRobertaForQuestionAnswering(_WithEncoder):
              inputs_embeds=None, start_positions=None, end_positions=None, output_attentions=None,
              output_hidden_states=None, return_dict=None, training=False):
         if isinstance(input_ids, Mapping):
-            return self.call(**_unpack(dict(locals())))
-        output_attentions, output_hidden_states, return_dict = self._flags(
+            return self.call(**unpack_inputs(dict(locals())))
+        output_attentions, output_hidden_states, return_dict = self.config.output_flags(
             output_attentions, output_hidden_states, return_dict)
-        out = self._encode(locals(), use_cache=False)
+        out = self.roberta(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids,
+            position_ids=position_ids, head_mask=head_mask, inputs_embeds=inputs_embeds, use_cache=False,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states, return_dict=True,
+            training=training)
         start_logits, end_logits = tf.unstack(self.qa_outputs(out.last_hidden_state), num=2, axis=-1)
         result = O.QuestionAnsweringModelOutput(start_logits=start_logits, end_logits=end_logits,
                                                 hidden_states=out.hidden_states, attentions=out.attentions)
@@ -789,6 +568,6 @@ class XLMRobertaForQuestionAnswering(_WithEncoder):
         """``labels``: (start_positions, end_positions), or a dict with those keys (a Keras target)."""
         if isinstance(labels, Mapping):
             labels = (labels["start_positions"], labels["end_positions"])
-        start_positions, end_positions = map(_tensor, labels)
+        start_positions, end_positions = map(to_tensors, labels)
         return losses.question_answering_loss(output["start_logits"], output["end_logits"], start_positions,
                                               end_positions)

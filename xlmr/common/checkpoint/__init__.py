@@ -50,7 +50,7 @@ from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.io import atomic_path, atomic_write_text
 from xlmr.common.weights import (
     LM_BIAS_ALIAS, is_buffer, normalise_names,
-    ARCHITECTURES, UnknownWeightError, from_scheme_array, from_scheme_name, is_head_weight, kind_of,
+    ARCHITECTURES, UnknownWeightError, check_state, from_scheme_array, from_scheme_name, is_head_weight, kind_of,
     parameter_shapes,
     to_scheme_array, to_scheme_name)
 
@@ -278,23 +278,10 @@ def _checked_state(directory: str, config: XLMRobertaConfig, state: Any, archite
             continue
         for name, shape in shapes.items():
             known.setdefault(_prefixed(name, architecture), shape)
-    problems = [f"tensor {n} is given twice" for n in repeated]
-    problems += [f"missing encoder tensor {n} (shape {expected[n]})" for n in expected
-                 if n not in tensors and not is_head_weight(n, architecture)]
-    for name, array in tensors.items():
-        if name not in known:
-            try:
-                kind_of(name)
-                problems.append(f"tensor {name} is no weight of a {architecture} with this config "
-                                f"(position_embedding_type={config.position_embedding_type!r}, "
-                                f"add_cross_attention={config.add_cross_attention})")
-            except UnknownWeightError as e:
-                problems.append(str(e))
-        elif tuple(np.shape(array)) != tuple(known[name]):
-            problems.append(f"tensor {name} has shape {tuple(np.shape(array))}, the config gives {known[name]}")
-    if problems:
-        raise CheckpointError(f"cannot save {architecture} to {directory}: {len(problems)} problem(s):\n  "
-                              + "\n  ".join(problems))
+    twice = [(n, tensors[n]) for n in repeated if n in tensors]  # check_state names a pair given twice
+    check_state(expected, [*tensors.items(), *twice], f"cannot save {architecture} to {directory}",
+                optional=[n for n in expected if is_head_weight(n, architecture)], tolerated=known,
+                error=CheckpointError)
     heads = [n for n in expected if n not in tensors]
     if heads:
         warnings.warn(f"saving {architecture} to {directory} without {', '.join(heads)}: whoever loads it will "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -22,6 +23,8 @@ SPM_FILE = "sentencepiece.bpe.model"
 TOKENIZER_FILE = "tokenizer.json"
 CONFIG_FILE = "tokenizer_config.json"
 SPECIAL_TOKENS_FILE = "special_tokens_map.json"
+ADDED_TOKENS_FILE = "added_tokens.json"  # HF's older record of added tokens: {"token": id}
+MODEL_CONFIG_FILE = "config.json"
 
 # Hugging Face's order, which fixes the order of `all_special_tokens` / `all_special_ids`.
 SPECIAL_TOKEN_NAMES = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
@@ -260,36 +263,85 @@ def read_json(path: str) -> Any:
                          f"{e.msg}") from None
 
 
-def read_tokenizer_config(folder: str) -> tuple[dict[str, Any], dict[str, dict]]:
+def _read_object(path: str) -> dict[str, Any]:
+    data = read_json(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _token_id(file: str, key: Any) -> int:
+    try:
+        return int(key)
+    except (TypeError, ValueError):
+        raise ValueError(f"{file}: token id {key!r} is not an integer") from None
+
+
+def read_tokenizer_config(folder: str, overrides: dict[str, Any] | None = None
+                          ) -> tuple[dict[str, Any], list[tuple[str, int, str]]]:
     """Constructor keyword arguments from `tokenizer_config.json` and `special_tokens_map.json` (either may be
-    missing), and the `added_tokens_decoder` entries by content, for the tokenizer to check against its vocabulary.
+    missing), and every token the folder's files add, as (file, id, content), for the tokenizer to check against
+    its vocabulary (`added_tokens_decoder` of the config, `added_tokens.json`).
+
+    A `model_max_length` above what the model beside it (`config.json`) can take is lowered to that, with a warning,
+    unless `overrides` sets one.
     """
     config: dict[str, Any] = {}
+    added: list[tuple[str, int, str]] = []
     for name in (CONFIG_FILE, SPECIAL_TOKENS_FILE):  # HF lets the special-tokens map win
         path = os.path.join(folder, name)
         if os.path.exists(path):
-            data = read_json(path)
-            if not isinstance(data, dict):
-                raise ValueError(f"{path}: expected a JSON object, got {type(data).__name__}")
+            data = _read_object(path)
             config.update(data)
+            decoder = data.get("added_tokens_decoder", {})
+            if not isinstance(decoder, dict) or not all(isinstance(e, dict) and "content" in e
+                                                        for e in decoder.values()):
+                raise ValueError(f"{path}: added_tokens_decoder must map ids to token objects with a content")
+            added += [(path, _token_id(path, key), str(entry["content"])) for key, entry in decoder.items()]
     if config.get("additional_special_tokens"):
         raise NotImplementedError(f"{folder}: additional_special_tokens {config['additional_special_tokens']} "
                                   f"are not supported")
+    path = os.path.join(folder, ADDED_TOKENS_FILE)
+    if os.path.exists(path):
+        added += [(path, _token_id(path, index), str(token)) for token, index in _read_object(path).items()]
     # Special-token flags live in `added_tokens_decoder`; the maps above may name the tokens by string only.
-    added = {entry["content"]: entry for entry in config.get("added_tokens_decoder", {}).values()}
+    flags = {entry["content"]: entry for entry in config.get("added_tokens_decoder", {}).values()}
     kwargs: dict[str, Any] = {}
     for name in SPECIAL_TOKEN_NAMES:
         if config.get(name) is not None:
             token = config[name]
-            value = added.get(token["content"] if isinstance(token, dict) else token, token)
+            value = flags.get(token["content"] if isinstance(token, dict) else token, token)
             # A bare string keeps the class's default flags (the mask token's lstrip), as in HF.
             kwargs[name] = value if isinstance(value, str) else SpecialToken.coerce(value, f"{folder}: {name}")
     max_length = config.get("model_max_length")
-    if isinstance(max_length, int) and max_length < HF_NO_LIMIT:
+    if isinstance(max_length, int) and not isinstance(max_length, bool) and 0 < max_length < HF_NO_LIMIT:
         kwargs["model_max_length"] = max_length
     if "clean_up_tokenization_spaces" in config:
         kwargs["clean_up_tokenization_spaces"] = bool(config["clean_up_tokenization_spaces"])
+    if "model_max_length" not in (overrides or {}):
+        limit = model_position_limit(folder)
+        length = kwargs.get("model_max_length", DEFAULT_MODEL_MAX_LENGTH)
+        if limit is not None and length > limit:
+            warnings.warn(f"{folder}: the tokenizer's model_max_length={length} exceeds the {limit} tokens the model "
+                          f"in {MODEL_CONFIG_FILE} takes (max_position_embeddings minus pad_token_id + 1); using "
+                          f"{limit}", stacklevel=3)
+            kwargs["model_max_length"] = limit
     return kwargs, added
+
+
+def model_position_limit(folder: str) -> int | None:
+    """The longest sequence the model in `folder` takes (`XLMRobertaConfig.max_sequence_length`), read from its
+    `config.json`; None without one. A config.json that is unreadable is left for the model's loader to report."""
+    path = os.path.join(folder, MODEL_CONFIG_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.loads(f.read(1 << 24))
+        positions, pad = data["max_position_embeddings"], data.get("pad_token_id", 1)
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (positions, pad)):
+        return None
+    return positions - pad - 1 if positions - pad - 1 > 0 else None
 
 
 def clean_up_tokenization(text: str) -> str:
@@ -316,12 +368,16 @@ class TokenizerBase:
         self.model_max_length = DEFAULT_MODEL_MAX_LENGTH if model_max_length is None else int(model_max_length)
         self.clean_up_tokenization_spaces = clean_up_tokenization_spaces
 
-    def _check_added_tokens(self, added: dict[str, dict], source: str) -> None:
-        """Refuse tokens added on top of XLM-R's vocabulary, which this class would otherwise silently ignore."""
-        extra = sorted(set(added) - set(self.all_special_tokens))
-        if extra:
-            raise NotImplementedError(f"{source}: added tokens {extra} are not supported; only XLM-R's special "
-                                      f"tokens {self.all_special_tokens} are")
+    def _check_added_tokens(self, added: list[tuple[str, int, str]]) -> None:
+        """Refuse tokens added on top of XLM-R's vocabulary (the model has no row for them) and special tokens
+        recorded under another id than the vocabulary's; `added` holds (file, id, content)."""
+        for file, index, content in added:
+            if content not in self.all_special_tokens:
+                raise NotImplementedError(f"{file}: added token {content!r} (id {index}) is not supported; only "
+                                          f"XLM-R's special tokens {self.all_special_tokens} are")
+            if index != self.convert_tokens_to_ids(content):
+                raise ValueError(f"{file}: special token {content!r} has id {index} there, but "
+                                 f"{self.convert_tokens_to_ids(content)} in the vocabulary")
 
     # ------------------------------------------------------------------ special tokens
     @property

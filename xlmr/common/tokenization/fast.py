@@ -3,9 +3,11 @@ sentencepiece model (the same pipeline HF's converter builds) or read from `toke
 
 from __future__ import annotations
 
+import functools
+import json
 import os
-import struct
-from typing import Any, Iterator, Sequence
+import threading
+from typing import Any, Sequence
 
 try:
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
@@ -14,7 +16,8 @@ except ImportError as e:  # an optional dependency: the slow tokenizer needs onl
     raise ImportError("XLMRobertaTokenizerFast needs the `tokenizers` package: pip install 'xlmr[fast]'") from e
 
 from xlmr.common.io import atomic_write_bytes, atomic_write_text
-from xlmr.common.tokenization.slow import FAIRSEQ_IDS, load_sentencepiece, read_model_file
+from xlmr.common.tokenization.sentencepiece_model import CONTROL, USER_DEFINED, read_sentencepiece_model
+from xlmr.common.tokenization.slow import FAIRSEQ_IDS, FAIRSEQ_OFFSET, load_sentencepiece, read_model_file
 from xlmr.common.tokenization.base import (
     DEFAULT_SPECIAL_TOKENS as _D,
     SPIECE_UNDERLINE,
@@ -29,67 +32,10 @@ from xlmr.common.tokenization.base import (
     read_tokenizer_config,
 )
 
-# sentencepiece_model.proto numbers: ModelProto.pieces=1, .trainer_spec=2, .normalizer_spec=3;
-# SentencePiece.piece=1, .score=2, .type=3; TrainerSpec.model_type=3; NormalizerSpec.precompiled_charsmap=2.
-NORMAL, CONTROL, USER_DEFINED = 1, 3, 4
-UNIGRAM = 1
-
-
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        byte = buf[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(buf: bytes) -> Iterator[tuple[int, Any]]:
-    """(field number, raw value) of one protobuf message; nested messages stay bytes."""
-    pos = 0
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
-        wire = key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos)
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            value, pos = buf[pos:pos + size], pos + size
-        elif wire in (1, 5):
-            size = 8 if wire == 1 else 4
-            value, pos = buf[pos:pos + size], pos + size
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield key >> 3, value
-
-
-def read_sentencepiece_model(model: bytes) -> tuple[list[tuple[str, float, int]], int, bytes]:
-    """(pieces as (piece, score, type), model type, precompiled normaliser charsmap) of a sentencepiece model.
-
-    A few lines of protobuf wire format instead of the `protobuf` package, which nothing else here needs.
-    """
-    pieces, model_type, charsmap = [], UNIGRAM, b""
-    for number, value in _fields(model):
-        if number == 1:
-            piece = dict(_fields(value))
-            score = struct.unpack("<f", piece[2])[0] if 2 in piece else 0.0
-            pieces.append((piece.get(1, b"").decode("utf-8"), score, piece.get(3, NORMAL)))
-        elif number == 2:
-            model_type = dict(_fields(value)).get(3, UNIGRAM)
-        elif number == 3:
-            charsmap = dict(_fields(value)).get(2, b"")
-    return pieces, model_type, charsmap
-
-
 def tokenizer_from_sentencepiece(model: bytes, special_tokens: Sequence[SpecialToken], source: str) -> Tokenizer:
     """The `tokenizers` pipeline that reproduces sentencepiece + fairseq ids for XLM-R's unigram model."""
     load_sentencepiece(model, source)  # a readable error for a corrupt file, and the piece layout checked
-    pieces, model_type, charsmap = read_sentencepiece_model(model)
-    if model_type != UNIGRAM:
-        raise ValueError(f"{source}: XLM-R's tokenizer is a unigram sentencepiece model; this one has model "
-                         f"type {model_type}")
+    pieces, _, charsmap = read_sentencepiece_model(model)
     mask = next(t for t in special_tokens if t.content == "<mask>")
     vocab = [(token, 0.0) for token in FAIRSEQ_IDS] + [(p, score) for p, score, _ in pieces[3:]] + [(mask.content, 0.0)]
     tokenizer = Tokenizer(Unigram(vocab, unk_id=FAIRSEQ_IDS["<unk>"], byte_fallback=False))
@@ -121,6 +67,95 @@ def read_tokenizer_json(path: str) -> Tokenizer:
         raise ValueError(f"{path} is not a `tokenizers` tokenizer.json: {e}") from None
 
 
+def _steps(component: dict | None) -> list[dict]:
+    """The steps of a normalizer or pre-tokenizer, a `Sequence` flattened; none for null."""
+    if not component:
+        return []
+    if component.get("type") == "Sequence":
+        inner = component.get("normalizers", component.get("pretokenizers", []))
+        return [step for c in inner for step in _steps(c)]
+    return [component]
+
+
+# Normalisation steps that keep XLM-R's ids: sentencepiece's NFKC-based charsmap and whitespace handling. Lowercasing,
+# accent stripping or BERT's cleaning change which pieces a text becomes.
+XLMR_NORMALIZERS = ("Precompiled", "NFKC", "Strip", "Replace")
+
+
+def check_pipeline(backend: Tokenizer, path: str, cls_token: str = _D["cls_token"], sep_token: str = _D["sep_token"]
+                   ) -> None:
+    """Refuse a tokenizer.json whose pipeline is not XLM-R's: a Unigram model, sentencepiece normalisation, a
+    Metaspace("▁") pre-tokenizer and the `<s> A </s></s> B </s>` template. Raises ValueError naming what differs."""
+    def refuse(what: str) -> None:
+        raise ValueError(f"{path} is not an XLM-R tokenizer.json: {what}")
+
+    def spec(component: Any) -> dict | None:  # a component's JSON, without serialising the whole vocabulary
+        return None if component is None else json.loads(component.__getstate__())
+
+    kind = type(backend.model).__name__
+    if kind != "Unigram":
+        refuse(f"its model is {kind}, XLM-R's is Unigram (a sentencepiece unigram vocabulary)")
+    steps = _steps(spec(backend.normalizer))
+    other = [step.get("type") for step in steps if step.get("type") not in XLMR_NORMALIZERS]
+    if other:
+        allowed = ", ".join(XLMR_NORMALIZERS)
+        refuse(f"its normalizer has {', '.join(map(str, other))}, which XLM-R's ({allowed}) has not")
+    pre = _steps(spec(backend.pre_tokenizer))
+    metaspace = [step for step in pre if step.get("type") == "Metaspace"]
+    if not metaspace or metaspace[0].get("replacement") != SPIECE_UNDERLINE or metaspace[0].get(
+            "prepend_scheme", "always") == "never":
+        found = ", ".join(str(step.get("type")) for step in pre) or "none"
+        refuse(f"its pre-tokenizer is {found}, XLM-R's is Metaspace with replacement {SPIECE_UNDERLINE!r}")
+    vocab = backend.get_vocab(with_added_tokens=True)
+    cls_id, sep_id = vocab.get(cls_token), vocab.get(sep_token)
+    # Truncation and padding saved in the file are dropped: each call sets its own (see `_configure`).
+    backend.no_truncation()
+    backend.no_padding()
+    a, b = (backend.encode(t, add_special_tokens=False).ids for t in ("a", "b"))
+    want = [cls_id] + a + [sep_id, sep_id] + b + [sep_id]
+    got = backend.encode("a", "b").ids
+    if got != want:
+        refuse(f"its post-processor makes the pair ('a', 'b') into ids {got}, XLM-R's template <s> A </s></s> B </s> "
+               f"gives {want}")
+
+
+def check_vocabulary(backend: Tokenizer, path: str, processor: Any, model_path: str) -> None:
+    """Refuse a tokenizer.json whose vocabulary is not the sentencepiece model's beside it (fairseq's ids)."""
+    vocab = backend.get_vocab(with_added_tokens=False)
+    expected = dict(FAIRSEQ_IDS)
+    expected.update({processor.id_to_piece(i): i + FAIRSEQ_OFFSET for i in range(3, processor.get_piece_size())})
+    expected.setdefault(_D["mask_token"], processor.get_piece_size() + FAIRSEQ_OFFSET)
+    if vocab == expected:
+        return
+    for token, index in expected.items():
+        if vocab.get(token) != index:
+            raise ValueError(f"{path} does not match {model_path}: token {token!r} has id {vocab.get(token)} in the "
+                             f"one and {index} in the other")
+    extra = sorted(set(vocab) - set(expected))
+    raise ValueError(f"{path} does not match {model_path}: it has {len(extra)} tokens the sentencepiece model lacks, "
+                     f"first {extra[0]!r}")
+
+
+def check_added_tokens(backend: Tokenizer, path: str) -> None:
+    """Refuse tokens tokenizer.json adds past (or beside) its model's vocabulary: the model has no row for them."""
+    vocab = backend.get_vocab(with_added_tokens=False)
+    for index, token in sorted(backend.get_added_tokens_decoder().items()):
+        if vocab.get(token.content) != index:
+            raise NotImplementedError(f"{path}: added token {token.content!r} (id {index}) is not in the model's "
+                                      f"vocabulary of {len(vocab)} tokens; added tokens are not supported")
+
+
+def _serialised(method: Any) -> Any:
+    """Run `method` holding the instance's lock. Truncation and padding are state on the Rust tokenizer, set per
+    call (`_configure`); a second thread changing them while the first encodes (with the GIL released) would make
+    `tokenizers` raise "Already borrowed", or worse, encode with the other call's settings."""
+    @functools.wraps(method)
+    def locked(self: "XLMRobertaTokenizerFast", *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class XLMRobertaTokenizerFast(TokenizerBase):
     """XLM-R's tokenizer on the Rust `tokenizers` library, giving the ids of HF's `XLMRobertaTokenizerFast`.
 
@@ -149,15 +184,20 @@ class XLMRobertaTokenizerFast(TokenizerBase):
         super().__init__(dict(bos_token=bos_token, eos_token=eos_token, sep_token=sep_token, cls_token=cls_token,
                               unk_token=unk_token, pad_token=pad_token, mask_token=mask_token),
                          model_max_length, clean_up_tokenization_spaces)
+        self._lock = threading.RLock()
         if vocab_file is None and tokenizer_file is None:
             raise ValueError("XLMRobertaTokenizerFast needs vocab_file (sentencepiece.bpe.model) or tokenizer_file "
                              "(tokenizer.json)")
         self.vocab_file = None if vocab_file is None else os.fspath(vocab_file)
         self._model = None if vocab_file is None else read_model_file(vocab_file)
         if tokenizer_file is not None:
-            self._backend = read_tokenizer_json(os.fspath(tokenizer_file))
+            path = os.fspath(tokenizer_file)
+            self._backend = read_tokenizer_json(path)
+            check_pipeline(self._backend, path, self.cls_token, self.sep_token)
+            check_added_tokens(self._backend, path)
             if self._model is not None:
-                load_sentencepiece(self._model, self.vocab_file)
+                processor = load_sentencepiece(self._model, self.vocab_file)
+                check_vocabulary(self._backend, path, processor, self.vocab_file)
         else:
             unique = {t.content: t for t in self._special.values()}.values()
             self._backend = tokenizer_from_sentencepiece(self._model, list(unique), self.vocab_file)
@@ -174,14 +214,23 @@ class XLMRobertaTokenizerFast(TokenizerBase):
         if not found:
             raise FileNotFoundError(f"{folder} has neither {TOKENIZER_FILE} nor {SPM_FILE}; XLMRobertaTokenizerFast "
                                     f"needs one of them (looked for {', '.join(files.values())})")
-        kwargs, added = read_tokenizer_config(folder)
+        kwargs, added = read_tokenizer_config(folder, overrides)
         tokenizer = cls(found.get(SPM_FILE), found.get(TOKENIZER_FILE), **{**kwargs, **overrides})
-        tokenizer._check_added_tokens(added, folder)
+        tokenizer._check_added_tokens(added)
         return tokenizer
 
     @property
     def backend_tokenizer(self) -> Tokenizer:
         return self._backend
+
+    def __getstate__(self) -> dict[str, Any]:  # a lock cannot be pickled; each copy gets its own
+        state = dict(self.__dict__)
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
 
     def __repr__(self) -> str:
         return f"XLMRobertaTokenizerFast(vocab_size={self.vocab_size}, model_max_length={self.model_max_length})"
@@ -219,6 +268,7 @@ class XLMRobertaTokenizerFast(TokenizerBase):
         return [self._id_to_token(int(i)) for i in ids if int(i) not in skip]
 
     # ------------------------------------------------------------------ encoding
+    @_serialised
     def tokenize(self, text: str, pair: str | None = None, add_special_tokens: bool = False) -> list[str]:
         self._configure(None)
         return self._backend.encode(text, pair, add_special_tokens=add_special_tokens).tokens
@@ -254,6 +304,7 @@ class XLMRobertaTokenizerFast(TokenizerBase):
             except ValueError as e:
                 raise ValueError(f"text {i}: {e}" if len(texts) > 1 else str(e)) from None
 
+    @_serialised
     def _encode_batch(self, texts: list[str], pairs: list[str] | None, options: EncodeOptions) -> BatchEncoding:
         n_special = self.num_special_tokens_to_add(pairs is not None) if options.add_special_tokens else 0
         if options.truncation != "do_not_truncate" and (
@@ -291,6 +342,7 @@ class XLMRobertaTokenizerFast(TokenizerBase):
         return BatchEncoding(columns, encodings)
 
     # ------------------------------------------------------------------ ids to text
+    @_serialised
     def _decode(self, ids: list[int], skip_special_tokens: bool) -> str:
         return self._backend.decode(ids, skip_special_tokens=skip_special_tokens)
 
@@ -306,6 +358,7 @@ class XLMRobertaTokenizerFast(TokenizerBase):
         atomic_write_bytes(path, self._model)
         return (path,)
 
+    @_serialised
     def _save_model_files(self, folder: str) -> list[str]:
         self._configure(None)  # the per-call truncation and padding are not part of the saved tokenizer
         path = os.path.join(folder, TOKENIZER_FILE)

@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import sentencepiece as spm
 
 from xlmr.common.io import atomic_write_bytes
+from xlmr.common.tokenization.sentencepiece_model import MODEL_TYPES, UNIGRAM, model_type
 from xlmr.common.tokenization.base import (
     DEFAULT_SPECIAL_TOKENS as _D,
     SPIECE_UNDERLINE,
@@ -34,6 +35,12 @@ def load_sentencepiece(model: bytes, source: str) -> spm.SentencePieceProcessor:
         processor = spm.SentencePieceProcessor(model_proto=model)
     except RuntimeError as e:
         raise ValueError(f"{source} is not a valid sentencepiece model ({str(e).strip() or 'unparsable'})") from None
+    kind = model_type(model)
+    if kind != UNIGRAM:
+        # HF's slow class takes a BPE model and its fast converter builds a BPE pipeline from it, but no XLM-R
+        # checkpoint uses one; both our classes refuse it, so that they can never disagree on it.
+        raise ValueError(f"{source}: XLM-R's tokenizer is a unigram sentencepiece model; this one is "
+                         f"{MODEL_TYPES.get(kind, 'unknown')} (model type {kind})")
     first = tuple(processor.id_to_piece(i) for i in range(min(3, processor.get_piece_size())))
     if first != SPM_SPECIAL_PIECES:
         raise ValueError(f"{source}: XLM-R's id layout needs sentencepiece pieces 0, 1, 2 to be "
@@ -87,9 +94,9 @@ class XLMRobertaTokenizer(TokenizerBase):
             raise FileNotFoundError(f"{folder} has no {SPM_FILE}, the file XLMRobertaTokenizer reads "
                                     f"(looked for {model}); a folder with only tokenizer.json needs "
                                     f"XLMRobertaTokenizerFast")
-        kwargs, added = read_tokenizer_config(folder)
+        kwargs, added = read_tokenizer_config(folder, overrides)
         tokenizer = cls(model, **{**kwargs, **overrides})
-        tokenizer._check_added_tokens(added, folder)
+        tokenizer._check_added_tokens(added)
         return tokenizer
 
     def __repr__(self) -> str:
