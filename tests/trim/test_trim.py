@@ -122,7 +122,7 @@ def _with_score(model: bytes, index: int, score: float) -> bytes:
 
 
 def _varint_len(buf: bytes) -> tuple[int, int]:
-    from xlmr.common.tokenization.fast import _varint
+    from xlmr.common.tokenization.sentencepiece_model import _varint
 
     return _varint(buf, 0)
 

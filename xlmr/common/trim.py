@@ -45,7 +45,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from xlmr.common.config import XLMRobertaConfig
-from xlmr.common.tokenization.fast import NORMAL, UNIGRAM, _varint, read_sentencepiece_model
+from xlmr.common.tokenization.sentencepiece_model import NORMAL, UNIGRAM, _varint, read_sentencepiece_model
 from xlmr.common.tokenization.slow import FAIRSEQ_IDS, FAIRSEQ_OFFSET
 
 # JSON Lines fields --languages matches, in the order they are looked up (UDHR-style records carry several).

@@ -404,7 +404,7 @@ def fairseq_to_hf(fields: dict[str, Any], tensors: dict[str, np.ndarray], source
 def read_fairseq(folder: str) -> tuple[XLMRobertaConfig, dict[str, np.ndarray], str, str]:
     """(config, canonical state dict, architecture, sentencepiece model path) of a fairseq folder, after checking
     ``dict.txt`` against the sentencepiece model and the embedding size against both."""
-    from xlmr.common.tokenization.fast import read_sentencepiece_model
+    from xlmr.common.tokenization.sentencepiece_model import read_sentencepiece_model
 
     model_path, dict_path, spm_path = (os.path.join(folder, n) for n in (MODEL_FILE, DICT_FILE, SPM_FILE))
     if not os.path.isfile(spm_path):
