@@ -13,14 +13,18 @@ here, above them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
 import numpy as np
 
-from xlmr.cli.parity import class_config, compare, inputs_for, installed_backends, make_batch, run_backend
+from xlmr.cli.parity import (class_config, compare, inputs_for, installed_backends, make_batch, nonfinite_weights,
+                             run_backend)
 from xlmr.common.checkpoint import read_checkpoint
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import tolerance
@@ -55,6 +59,11 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
 
     config = XLMRobertaConfig.from_pretrained(src)
     architecture = infer_architecture(read_checkpoint(src).keys(), config)
+    for folder in (src, dst):  # NaN/inf weights make NaN outputs: name the weight, not "differ by nan"
+        bad = nonfinite_weights(folder)
+        if bad:
+            more = f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else ""
+            raise ConversionError(f"--verify failed: {folder}: {bad[0]}{more}; its outputs cannot be compared")
     src_backend = pick(src_format)
     dst_backend = pick(dst_format, avoid=src_backend)
     cfg = class_config(architecture, config)
@@ -62,7 +71,7 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
     inputs = inputs_for(architecture, batch, cfg)
     a = run_backend(src_backend, architecture, src, cfg, inputs)
     b = run_backend(dst_backend, architecture, dst, cfg, inputs)
-    diff, worst = compare(a, b)
+    diff, worst = compare(a, b, (f"{src} ({src_backend})", f"{dst} ({dst_backend})"))
     if dtype in VERIFY_RELATIVE:
         scale = max(float(np.max(np.abs(v))) for v in a.values() if v.size)
         limit, rule = VERIFY_RELATIVE[dtype] * scale, f"{VERIFY_RELATIVE[dtype]} x largest output {scale:.3g}"
@@ -71,6 +80,8 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
         rule = f"{limit:g}"
     result = {"architecture": architecture, "backends": [src_backend, dst_backend], "max_abs": diff,
               "worst_output": worst, "tolerance": limit, "rule": rule, "inputs": batch.source}
+    if diff == float("inf"):
+        raise ConversionError(f"--verify failed: {worst}")
     if not diff <= limit:
         raise ConversionError(f"--verify failed: {src} ({src_backend}) and {dst} ({dst_backend}) differ by "
                               f"{diff:.3e} in {worst}, over the tolerance {rule}")
@@ -89,11 +100,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a scheduler's kill, ``timeout``) unwinds like Ctrl-C, so the temporary folder is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
-    summary = convert(args.src, args.dst, args.to, dtype=args.dtype, force=args.force,
-                      max_shard_size=args.max_shard_size)
+    try:
+        with _terminate_as_interrupt():
+            summary = convert(args.src, args.dst, args.to, dtype=args.dtype, force=args.force,
+                              max_shard_size=args.max_shard_size)
+    except (MemoryError, RecursionError) as e:  # a reader missed a bound: still one line, exit 2
+        raise ConversionError(f"{args.src}: the checkpoint asks for more than this machine allows "
+                              f"({type(e).__name__}); it is corrupt or hostile") from None
     summary["seconds"] = round(time.perf_counter() - start, 3)
+    for name, bad in summary["nonfinite"].items():
+        print(f"{args.prog}: warning: {summary['source']}: tensor {name} holds {bad['count']} NaN/inf value(s) "
+              f"(first at index {tuple(bad['first_index'])}); copied as they are", file=sys.stderr)
     if args.verify:
         try:
             summary["verify"] = verify(args.src, args.dst, summary["source_format"], args.to, args.dtype)
@@ -106,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{summary['source']} ({summary['source_format']}, {summary['architecture']}, {summary['tensors']} "
               f"tensors, {summary['bytes'] / 2**20:.1f} MiB) -> {', '.join(summary['written'])} "
               f"in {summary['seconds']:.2f} s")
+        if summary["ignored"]:
+            print(f"not read (a format read first is present): {', '.join(summary['ignored'])}")
         if "verify" in summary:
             v = summary["verify"]
             print(f"verified: {v['backends'][0]} vs {v['backends'][1]}, max-abs difference {v['max_abs']:.3e} "
