@@ -148,7 +148,7 @@ class _Unpickler(pickle.Unpickler):
                 made = _GLOBALS[module, name]
                 self.globals[module, name] = _StorageType(made) if isinstance(made, str) else _Builder(made)
             return self.globals[module, name]
-        raise CheckpointError(f"{self.path}: refused to unpickle global {_short(module)}.{_short(name)}: a state "
+        raise CheckpointError(f"{self.path}: refused to unpickle global {module[:80]}.{name[:80]}: a state "
                               "dict needs only tensors, and nothing else in the file is executed")
 
     def persistent_load(self, pid: Any) -> _Storage:
