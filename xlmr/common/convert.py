@@ -65,7 +65,8 @@ class _Cast(Mapping):
             self.nonfinite[name] = before
         if self._dtype is None or not floating:
             return array
-        out = array.astype(self._dtype, copy=False)
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow is reported below, naming the tensor
+            out = array.astype(self._dtype, copy=False)
         after = nonfinite(out)
         if after is not None and (before is None or after[0] > before[0]):
             made = ~np.isfinite(out) & np.isfinite(array)
