@@ -2,8 +2,10 @@
 
 SRC holds a checkpoint in any of the four formats (sharded too); DST receives config.json, SRC's tokenizer files
 and the weights under HF's standard name (model.safetensors, pytorch_model.bin, tf_model.h5,
-flax_model.msgpack), loadable by HF transformers 4.57.6 and every xlmr backend. SRC is never modified; DST
-appears whole or not at all. --verify runs both in their frameworks on a fixed multilingual batch and fails if
+flax_model.msgpack), loadable by HF transformers 4.57.6 and every xlmr backend. SRC is never modified, and DST
+may not be, contain or lie inside SRC. DST appears whole or not at all, and is never replaced without --force,
+even when it appears during the conversion; --force replaces only a folder of checkpoint, config and tokenizer
+files (anything else there is named and the command refuses). A --dtype cast that overflows is refused. --verify runs both in their frameworks on a fixed multilingual batch and fails if
 their outputs differ. Errors are one line on stderr, exit status 2 (1 when --verify finds a difference).
 
 The conversion itself is framework-free (``xlmr.common.convert.convert``); ``verify`` runs backends, so it lives
@@ -95,7 +97,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", required=True, choices=FORMATS, help="target format")
     parser.add_argument("--dtype", choices=DTYPES, default=None, help="cast floating tensors (default: keep)")
     parser.add_argument("--verify", action="store_true", help="compare outputs of SRC and DST")
-    parser.add_argument("--force", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--force", action="store_true",
+                        help="replace DST if it is a folder of checkpoint, config and tokenizer files only")
     parser.add_argument("--max-shard-size", default=None, help="shard the output, e.g. 2GB (safetensors, pt)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 

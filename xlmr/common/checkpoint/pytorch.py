@@ -203,7 +203,7 @@ def _scan(path: str, source: Any, start: int) -> int:
     except CheckpointError:
         raise
     except Exception as e:  # genops raises ValueError for a size past the end, or an unknown opcode
-        raise CheckpointError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {_short(e, 200)})") \
+        raise CheckpointError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {str(e)[:200]})") \
             from None
     raise CheckpointError(f"{path}: the pickle is larger than {MAX_PICKLE_BYTES} bytes, far more than a state dict's")
 
@@ -220,7 +220,7 @@ def _unpickle(path: str, data: Any, storages: dict[str, _Storage] | None) -> Any
     except CheckpointError:
         raise
     except Exception as e:  # a corrupt pickle raises anything from EOFError to UnpicklingError to TypeError
-        raise CheckpointError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {_short(e, 200)})") \
+        raise CheckpointError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {str(e)[:200]})") \
             from None
     if source.tell() != end:
         raise CheckpointError(f"{path}: corrupt pickle (it ends at byte {source.tell()}, its opcodes at {end})")
