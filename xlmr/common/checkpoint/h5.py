@@ -81,7 +81,7 @@ def open_tensors(path: str) -> Iterator[list[tuple[str, Callable[[], np.ndarray]
                 raise CheckpointError(f"{path}: not a Keras weights file (no layer_names attribute)")
             datasets: dict[str, Any] = {}
             for layer in layers:
-                if file.get(layer, getlink=True).__class__ is not h5py.HardLink:  # None, or a link elsewhere
+                if not _hard(h5py, file, layer):  # absent, or a link to another file
                     raise CheckpointError(f"{path}: layer {layer!r} is listed but absent, or a link to another file")
                 obj = file.get(layer)
                 if isinstance(obj, h5py.Dataset):  # a shard: dataset paths are the weight names, unscoped
@@ -121,7 +121,7 @@ def _hard(h5py: Any, group: Any, name: str) -> bool:
     for part in name.split("/"):
         if not part:
             continue
-        if node.get(part, getlink=True).__class__ is not h5py.HardLink:
+        if not isinstance(node, h5py.Group) or node.get(part, getlink=True).__class__ is not h5py.HardLink:
             return False
         node = node[part]
     return True
