@@ -5,8 +5,9 @@ and the weights under HF's standard name (model.safetensors, pytorch_model.bin, 
 flax_model.msgpack), loadable by HF transformers 4.57.6 and every xlmr backend. SRC is never modified, and DST
 may not be, contain or lie inside SRC. DST appears whole or not at all, and is never replaced without --force,
 even when it appears during the conversion; --force replaces only a folder of checkpoint, config and tokenizer
-files (anything else there is named and the command refuses). A --dtype cast that overflows is refused. --verify runs both in their frameworks on a fixed multilingual batch and fails if
-their outputs differ. Errors are one line on stderr, exit status 2 (1 when --verify finds a difference).
+files (anything else there is named and the command refuses). A --dtype cast that overflows is refused.
+--verify runs both in their frameworks on a fixed multilingual batch and fails if their outputs differ, or if
+either holds NaN/inf weights (named). Errors are one line on stderr, exit status 2 (1 when --verify finds a difference).
 
 The conversion itself is framework-free (``xlmr.common.convert.convert``); ``verify`` runs backends, so it lives
 here, above them.

@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from xlmr.common.checkpoint.base import DTYPE_NAMES, CheckpointError, check_not_lfs_pointer, check_shape, encode, stored_dtype
+from xlmr.common.checkpoint.base import (
+    DTYPE_NAMES, CheckpointError, check_not_lfs_pointer, check_shape, encode, stored_dtype)
 
 _HEADER_LIMIT = 64512  # HDF5's object-header limit, above which Keras splits an attribute into name0, name1...
 _KERAS_VERSION = b"2.21.0"  # what tf-keras 2.21 writes; HF's loader never reads it
