@@ -253,6 +253,34 @@ def test_killed_run_leaves_nothing_after_the_next_run(src, tmp_path, how):
     assert os.listdir(tmp_path / "out") == ["pt"]
 
 
+def test_failed_run_removes_the_parent_folders_it_created(src, tmp_path, monkeypatch):
+    def crash(directory, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(convert_module, "save_pretrained", crash)
+    with pytest.raises(OSError, match="disk full"):
+        convert(src, str(tmp_path / "new" / "deeper" / "out"), "pt")
+    assert sorted(os.listdir(tmp_path)) == ["models"]
+
+
+def test_save_pretrained_in_place_removes_its_own_stale_temporary_files(src, tmp_path):
+    folder = tmp_path / "ckpt"
+    convert(src, str(folder), "safetensors")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = folder / f".model.safetensors.xlmr-tmp-{dead.pid}-00ff"  # what a killed save leaves
+    stale.write_bytes(b"half")
+    _write_state(str(folder), lambda state: None)
+    assert sorted(os.listdir(folder)) == sorted(os.listdir(src))
+
+
+def test_cli_names_the_weights_it_did_not_read(src, tmp_path):
+    shutil.copyfile(os.path.join(src, "model.safetensors"), os.path.join(src, "pytorch_model.bin"))  # never read
+    result = _cli(src, str(tmp_path / "out"), "--to", "flax")
+    assert result.returncode == 0, result.stderr
+    assert f"not read (a format read first is present): {os.path.join(src, 'pytorch_model.bin')}" in result.stdout
+
+
 def test_error_messages_name_the_destination_not_the_temporary_folder(src, tmp_path, monkeypatch):
     def disk_full(directory, *args, **kwargs):
         raise OSError(28, "No space left on device", os.path.join(directory, "pytorch_model.bin"))

@@ -201,8 +201,12 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
     shown = os.fspath(path)  # messages name the path as the caller gave it
     path = os.path.abspath(shown)
     check_replaceable(path, overwrite, replaceable, shown)
+    created = []  # the parent folders this call makes, removed again (when still empty) if it fails
     parent = os.path.dirname(path)
-    os.makedirs(parent, exist_ok=True)
+    while not os.path.isdir(parent):
+        created.append(parent)
+        parent = os.path.dirname(parent)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
     remove_stale(path)
     tmp = _temporary_name(path, "partial")
     os.mkdir(tmp)
@@ -214,6 +218,12 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False,
             _publish_over(tmp, path, shown)
         else:
             _publish_new(tmp, path, shown)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        for folder in created:  # deepest first
+            with contextlib.suppress(OSError):
+                os.rmdir(folder)
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # the unfinished folder, or after an exchange the previous one
 
