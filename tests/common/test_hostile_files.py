@@ -194,6 +194,19 @@ def test_deeply_nested_pickle_is_refused(tmp_path):
         read_checkpoint(path)
 
 
+def test_a_large_genuine_pickle_is_not_mistaken_for_deep_nesting(tmp_path):
+    # torch pickles an OrderedDict with BUILD {"_metadata": {...}}; 100,000 entries take 100 MARK ... SETITEMS
+    # batches, each closing its mark
+    import pickle
+
+    metadata = pickle.dumps({"_metadata": {f"layer.{i}": {"version": 1} for i in range(100_000)}}, protocol=2)
+    values = np.arange(4, dtype=np.float32)
+    pickled = (b"\x80\x02" + _global("collections", "OrderedDict") + b")R"
+               + b"(" + _str(NAME) + _tensor(_pid("0", 4), (4,), (1,)) + b"u" + metadata[2:-1] + b"b.")
+    path = _torch_zip(tmp_path / WEIGHTS_NAMES["pt"], pickled, {"0": values.tobytes()})
+    assert read_checkpoint(path)[NAME].tolist() == values.tolist()
+
+
 def test_pickle_that_is_not_a_state_dict_never_runs_code(tmp_path):
     pickled = b"\x80\x02" + _global("os", "system") + _tuple(_str("touch pwned")) + b"R."
     path = _torch_zip(tmp_path / WEIGHTS_NAMES["pt"], pickled, {})

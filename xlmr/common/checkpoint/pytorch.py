@@ -193,7 +193,7 @@ def _scan(path: str, source: Any, start: int) -> int:
                 if depth > MAX_MARK_DEPTH:
                     raise CheckpointError(f"{path}: the pickle nests deeper than {MAX_MARK_DEPTH} levels; a state "
                                           "dict needs a handful")
-            elif opcode.stack_before and opcode.stack_before[0] is pickletools.markobject:
+            elif pickletools.markobject in opcode.stack_before:  # TUPLE, LIST, DICT, APPENDS, SETITEMS...
                 depth -= 1
             if opcode.name == "STOP":
                 end = source.tell()
