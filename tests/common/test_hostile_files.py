@@ -195,11 +195,11 @@ def test_deeply_nested_pickle_is_refused(tmp_path):
 
 
 def test_a_large_genuine_pickle_is_not_mistaken_for_deep_nesting(tmp_path):
-    # torch pickles an OrderedDict with BUILD {"_metadata": {...}}; 100,000 entries take 100 MARK ... SETITEMS
+    # torch pickles an OrderedDict with BUILD {"_metadata": {...}}; 70,000 entries take 70 MARK ... SETITEMS
     # batches, each closing its mark
     import pickle
 
-    metadata = pickle.dumps({"_metadata": {f"layer.{i}": {"version": 1} for i in range(100_000)}}, protocol=2)
+    metadata = pickle.dumps({"_metadata": {f"layer.{i}": {"version": 1} for i in range(70_000)}}, protocol=2)
     values = np.arange(4, dtype=np.float32)
     pickled = (b"\x80\x02" + _global("collections", "OrderedDict") + b")R"
                + b"(" + _str(NAME) + _tensor(_pid("0", 4), (4,), (1,)) + b"u" + metadata[2:-1] + b"b.")
