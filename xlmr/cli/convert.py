@@ -29,6 +29,7 @@ import numpy as np
 from xlmr.cli.parity import (class_config, compare, inputs_for, installed_backends, make_batch, nonfinite_weights,
                              run_backend)
 from xlmr.common.checkpoint import read_checkpoint
+from xlmr.common.checkpoint.fairseq import is_fairseq_folder
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import tolerance
 from xlmr.common.convert import DTYPES, FORMATS, ConversionError, convert
@@ -93,7 +94,8 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="source checkpoint folder")
+    parser.add_argument("src", help="source checkpoint folder (any HF format, or fairseq's model.pt + dict.txt + "
+                        "sentencepiece.bpe.model)")
     parser.add_argument("dst", help="destination folder (must not exist unless --force)")
     parser.add_argument("--to", required=True, choices=FORMATS, help="target format")
     parser.add_argument("--dtype", choices=DTYPES, default=None, help="cast floating tensors (default: keep)")
@@ -122,6 +124,9 @@ def _terminate_as_interrupt():
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verify and is_fairseq_folder(args.src):  # the reference would be fairseq itself, not installed here
+        raise ConversionError(f"--verify runs SRC in a backend, which a fairseq folder ({args.src}) is not; convert "
+                              "without --verify, then check DST with `xlmr parity DST`")
     start = time.perf_counter()
     try:
         with _terminate_as_interrupt():

@@ -18,6 +18,7 @@ from xlmr.common.config import CONFIG_NAME, XLMRobertaConfig
 from xlmr.common.io import atomic_directory, check_replaceable
 from xlmr.common.checkpoint import (FORMATS, WEIGHTS_NAMES, find_checkpoint, is_weights_file, nonfinite,
                                     read_checkpoint, save_pretrained, weight_formats)
+from xlmr.common.checkpoint.fairseq import convert_fairseq, is_fairseq_folder
 from xlmr.common.weights import (ARCHITECTURES, WITH_POOLER, UnknownWeightError, infer_architecture, is_head_weight,
                                  kind_of, normalise_names, parameter_shapes)
 
@@ -182,6 +183,8 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool =
         check_replaceable(os.path.abspath(dst), force, replaceable, f"destination {dst}")
     except FileExistsError as e:
         raise ConversionError(str(e)) from None
+    if is_fairseq_folder(src):  # the original release: model.pt + dict.txt + sentencepiece.bpe.model
+        return convert_fairseq(src, dst, to, dtype, force, max_shard_size)
     config = XLMRobertaConfig.from_pretrained(src)
     fmt, files = find_checkpoint(src)
     source = files[0] if len(files) == 1 else f"{src} ({len(files)} {fmt} shards)"

@@ -151,6 +151,11 @@ class _Unpickler(pickle.Unpickler):
         raise CheckpointError(f"{self.path}: refused to unpickle global {module[:80]}.{name[:80]}: a state "
                               "dict needs only tensors, and nothing else in the file is executed")
 
+    @staticmethod
+    def state_dict(path: str, obj: Any) -> list[tuple[str, _Tensor]]:
+        """The (name, tensor) pairs of the unpickled object, which must be a flat state dict."""
+        return _state_dict(path, obj)
+
     def persistent_load(self, pid: Any) -> _Storage:
         if self.storages is None or not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage" \
                 or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], (str, int)):
@@ -208,7 +213,7 @@ def _scan(path: str, source: Any, start: int) -> int:
     raise CheckpointError(f"{path}: the pickle is larger than {MAX_PICKLE_BYTES} bytes, far more than a state dict's")
 
 
-def _unpickle(path: str, data: Any, storages: dict[str, _Storage] | None) -> Any:
+def _unpickle(path: str, data: Any, storages: dict[str, _Storage] | None, unpickler: type = _Unpickler) -> Any:
     """Unpickle the pickle at the start of ``data`` (bytes), or at the position of a seekable file (a mmap),
     which is left after it."""
     source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
@@ -216,7 +221,7 @@ def _unpickle(path: str, data: Any, storages: dict[str, _Storage] | None) -> Any
     end = _scan(path, source, start)
     source.seek(start)
     try:
-        result = _Unpickler(source, path, storages).load()
+        result = unpickler(source, path, storages).load()
     except CheckpointError:
         raise
     except Exception as e:  # a corrupt pickle raises anything from EOFError to UnpicklingError to TypeError
@@ -287,7 +292,7 @@ def _zip_record(path: str, buf: Any, info: zipfile.ZipInfo) -> int:
     return start
 
 
-def _read_zip(path: str, buf: Any) -> list[tuple[str, np.ndarray]]:
+def _read_zip(path: str, buf: Any, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
     try:
         with zipfile.ZipFile(path) as archive:
             infos = {info.filename: info for info in archive.infolist()}
@@ -311,7 +316,7 @@ def _read_zip(path: str, buf: Any) -> list[tuple[str, np.ndarray]]:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, zlib.error) as e:
         raise CheckpointError(f"{path}: truncated or corrupt zip archive ({_short(e, 200)})") from None
     storages: dict[str, _Storage] = {}
-    tensors = _state_dict(path, _unpickle(path, data, storages))
+    tensors = unpickler.state_dict(path, _unpickle(path, data, storages, unpickler))
     for key, storage in storages.items():
         info = infos.get(f"{root}data/{key}")
         if info is None:
@@ -326,12 +331,12 @@ def _read_zip(path: str, buf: Any) -> list[tuple[str, np.ndarray]]:
     return [(name, _materialise(path, name, t, big, budget)) for name, t in tensors]
 
 
-def _read_legacy(path: str, buf: Any) -> list[tuple[str, np.ndarray]]:
+def _read_legacy(path: str, buf: Any, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
     buf.seek(0)  # the mapping is also the file the pickles are read from
-    return _read_legacy_from(path, buf, buf)
+    return _read_legacy_from(path, buf, buf, unpickler)
 
 
-def _read_legacy_from(path: str, buf: Any, f: Any) -> list[tuple[str, np.ndarray]]:
+def _read_legacy_from(path: str, buf: Any, f: Any, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
     magic = _unpickle(path, f, None)
     if magic != _LEGACY_MAGIC:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor torch's legacy format)")
@@ -339,7 +344,7 @@ def _read_legacy_from(path: str, buf: Any, f: Any) -> list[tuple[str, np.ndarray
         raise CheckpointError(f"{path}: unsupported legacy torch protocol version")
     sys_info = _unpickle(path, f, None)
     storages: dict[str, _Storage] = {}
-    tensors = _state_dict(path, _unpickle(path, f, storages))
+    tensors = unpickler.state_dict(path, _unpickle(path, f, storages, unpickler))
     keys = _unpickle(path, f, None)
     offset = f.tell()
     if not isinstance(keys, list) or len(set(map(str, keys))) != len(keys):
@@ -361,15 +366,19 @@ def _read_legacy_from(path: str, buf: Any, f: Any) -> list[tuple[str, np.ndarray
     return [(name, _materialise(path, name, t, big, budget)) for name, t in tensors]
 
 
-def read(path: str) -> list[tuple[str, np.ndarray]]:
-    """[(name, array)] of a torch state dict; contiguous tensors are views of the memory-mapped file."""
+def read(path: str, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
+    """[(name, array)] of a torch state dict; contiguous tensors are views of the memory-mapped file.
+
+    ``unpickler`` (a subclass of ``_Unpickler``) is the hook for other torch pickles (fairseq's ``model.pt``):
+    its ``find_class`` allows more globals, its ``state_dict(path, obj)`` finds the tensors in what it unpickled.
+    """
     buf = map_file(path)
     head = bytes(buf[:32])
     check_not_lfs_pointer(path, head)
     if head[:4] == b"PK\x03\x04":
-        return _read_zip(path, buf)
+        return _read_zip(path, buf, unpickler)
     if head[:1] == b"\x80":
-        return _read_legacy(path, buf)
+        return _read_legacy(path, buf, unpickler)
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor torch's legacy format)")
 
 
