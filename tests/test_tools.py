@@ -227,8 +227,16 @@ def test_convert_refuses_to_overwrite_without_force(hf_checkpoint, tmp_path):
     result = _run("tools/convert.py", src, str(dst), "--to", "pt")
     assert result.returncode == 2 and "already exists; pass --force" in result.stderr
     assert os.listdir(dst) == ["keep.txt"]
+    result = _run("tools/convert.py", src, str(dst), "--to", "pt", "--force")  # keep.txt is not a checkpoint's
+    assert result.returncode == 2 and "holds keep.txt, which --force would delete" in result.stderr
+    assert os.listdir(dst) == ["keep.txt"]
+    os.remove(dst / "keep.txt")
+    (dst / "model.safetensors").write_bytes(b"stale")  # a folder of checkpoint files is replaced whole
+    (dst / "config.json").write_text("{}")
     result = _run("tools/convert.py", src, str(dst), "--to", "pt", "--force")
-    assert result.returncode == 0 and "keep.txt" not in os.listdir(dst) and "pytorch_model.bin" in os.listdir(dst)
+    assert result.returncode == 0, result.stderr
+    assert "model.safetensors" not in os.listdir(dst) and "pytorch_model.bin" in os.listdir(dst)
+    assert sorted(os.listdir(tmp_path)) == ["out"]  # no temporary or old folder beside it
 
 
 def test_crash_mid_conversion_leaves_no_destination(hf_checkpoint, tmp_path, monkeypatch):

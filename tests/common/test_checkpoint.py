@@ -497,16 +497,23 @@ def test_folder_with_several_formats_is_read_in_hf_precedence(hf, tmp_path):
         os.remove(tmp_path / WEIGHTS_NAMES[fmt])
 
 
-def test_saving_removes_weights_that_would_shadow_the_new_ones(hf, tmp_path):
+def test_saving_removes_stale_shards_and_refuses_weights_that_would_shadow_the_new_ones(hf, tmp_path):
     source = hf["masked_lm"]
     state = fold(source["state"])
     save_pretrained(tmp_path, source["config"], state, source["arch"], max_shard_size="20KB")
     save_pretrained(tmp_path, source["config"], state, source["arch"], format="safetensors")  # stale shards go
     assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]
-    with pytest.warns(UserWarning, match="model.safetensors"):
+    before = (tmp_path / "model.safetensors").read_bytes()
+    # the user's safetensors would be read instead of new pt weights: refused, naming it, nothing written
+    with pytest.raises(CheckpointError, match="model.safetensors there would be read instead of pytorch_model.bin"):
         save_pretrained(tmp_path, source["config"], state, source["arch"], format="pt")
-    assert sorted(os.listdir(tmp_path)) == ["config.json", "pytorch_model.bin"]
-    assert find_checkpoint(tmp_path)[0] == "pt"
+    assert sorted(os.listdir(tmp_path)) == ["config.json", "model.safetensors"]
+    assert (tmp_path / "model.safetensors").read_bytes() == before
+    other = tmp_path / "other"  # weights a reader takes after the new ones are kept
+    save_pretrained(other, source["config"], state, source["arch"], format="flax")
+    save_pretrained(other, source["config"], state, source["arch"], format="safetensors")
+    assert sorted(os.listdir(other)) == ["config.json", "flax_model.msgpack", "model.safetensors"]
+    assert find_checkpoint(other)[0] == "safetensors"
 
 
 def test_crash_while_writing_leaves_the_previous_file_intact(hf, tmp_path, monkeypatch):

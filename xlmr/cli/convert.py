@@ -2,9 +2,12 @@
 
 SRC holds a checkpoint in any of the four formats (sharded too); DST receives config.json, SRC's tokenizer files
 and the weights under HF's standard name (model.safetensors, pytorch_model.bin, tf_model.h5,
-flax_model.msgpack), loadable by HF transformers 4.57.6 and every xlmr backend. SRC is never modified; DST
-appears whole or not at all. --verify runs both in their frameworks on a fixed multilingual batch and fails if
-their outputs differ. Errors are one line on stderr, exit status 2 (1 when --verify finds a difference).
+flax_model.msgpack), loadable by HF transformers 4.57.6 and every xlmr backend. SRC is never modified, and DST
+may not be, contain or lie inside SRC. DST appears whole or not at all, and is never replaced without --force,
+even when it appears during the conversion; --force replaces only a folder of checkpoint, config and tokenizer
+files (anything else there is named and the command refuses). A --dtype cast that overflows is refused.
+--verify runs both in their frameworks on a fixed multilingual batch and fails if their outputs differ, or if
+either holds NaN/inf weights (named). Errors are one line on stderr, exit status 2 (1 when --verify finds a difference).
 
 The conversion itself is framework-free (``xlmr.common.convert.convert``); ``verify`` runs backends, so it lives
 here, above them.
@@ -13,14 +16,18 @@ here, above them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
 import numpy as np
 
-from xlmr.cli.parity import class_config, compare, inputs_for, installed_backends, make_batch, run_backend
+from xlmr.cli.parity import (class_config, compare, inputs_for, installed_backends, make_batch, nonfinite_weights,
+                             run_backend)
 from xlmr.common.checkpoint import read_checkpoint
 from xlmr.common.checkpoint.fairseq import is_fairseq_folder
 from xlmr.common.config import XLMRobertaConfig
@@ -56,6 +63,11 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
 
     config = XLMRobertaConfig.from_pretrained(src)
     architecture = infer_architecture(read_checkpoint(src).keys(), config)
+    for folder in (src, dst):  # NaN/inf weights make NaN outputs: name the weight, not "differ by nan"
+        bad = nonfinite_weights(folder)
+        if bad:
+            more = f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else ""
+            raise ConversionError(f"--verify failed: {folder}: {bad[0]}{more}; its outputs cannot be compared")
     src_backend = pick(src_format)
     dst_backend = pick(dst_format, avoid=src_backend)
     cfg = class_config(architecture, config)
@@ -63,7 +75,7 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
     inputs = inputs_for(architecture, batch, cfg)
     a = run_backend(src_backend, architecture, src, cfg, inputs)
     b = run_backend(dst_backend, architecture, dst, cfg, inputs)
-    diff, worst = compare(a, b)
+    diff, worst = compare(a, b, (f"{src} ({src_backend})", f"{dst} ({dst_backend})"))
     if dtype in VERIFY_RELATIVE:
         scale = max(float(np.max(np.abs(v))) for v in a.values() if v.size)
         limit, rule = VERIFY_RELATIVE[dtype] * scale, f"{VERIFY_RELATIVE[dtype]} x largest output {scale:.3g}"
@@ -72,6 +84,8 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
         rule = f"{limit:g}"
     result = {"architecture": architecture, "backends": [src_backend, dst_backend], "max_abs": diff,
               "worst_output": worst, "tolerance": limit, "rule": rule, "inputs": batch.source}
+    if diff == float("inf"):
+        raise ConversionError(f"--verify failed: {worst}")
     if not diff <= limit:
         raise ConversionError(f"--verify failed: {src} ({src_backend}) and {dst} ({dst_backend}) differ by "
                               f"{diff:.3e} in {worst}, over the tolerance {rule}")
@@ -86,9 +100,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", required=True, choices=FORMATS, help="target format")
     parser.add_argument("--dtype", choices=DTYPES, default=None, help="cast floating tensors (default: keep)")
     parser.add_argument("--verify", action="store_true", help="compare outputs of SRC and DST")
-    parser.add_argument("--force", action="store_true", help="replace DST if it exists")
+    parser.add_argument("--force", action="store_true",
+                        help="replace DST if it is a folder of checkpoint, config and tokenizer files only")
     parser.add_argument("--max-shard-size", default=None, help="shard the output, e.g. 2GB (safetensors, pt)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """SIGTERM (a scheduler's kill, ``timeout``) unwinds like Ctrl-C, so the temporary folder is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -96,9 +128,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConversionError(f"--verify runs SRC in a backend, which a fairseq folder ({args.src}) is not; convert "
                               "without --verify, then check DST with `xlmr parity DST`")
     start = time.perf_counter()
-    summary = convert(args.src, args.dst, args.to, dtype=args.dtype, force=args.force,
-                      max_shard_size=args.max_shard_size)
+    try:
+        with _terminate_as_interrupt():
+            summary = convert(args.src, args.dst, args.to, dtype=args.dtype, force=args.force,
+                              max_shard_size=args.max_shard_size)
+    except (MemoryError, RecursionError) as e:  # a reader missed a bound: still one line, exit 2
+        raise ConversionError(f"{args.src}: the checkpoint asks for more than this machine allows "
+                              f"({type(e).__name__}); it is corrupt or hostile") from None
     summary["seconds"] = round(time.perf_counter() - start, 3)
+    for name, bad in summary["nonfinite"].items():
+        print(f"{args.prog}: warning: {summary['source']}: tensor {name} holds {bad['count']} NaN/inf value(s) "
+              f"(first at index {tuple(bad['first_index'])}); copied as they are", file=sys.stderr)
     if args.verify:
         try:
             summary["verify"] = verify(args.src, args.dst, summary["source_format"], args.to, args.dtype)
@@ -111,6 +151,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"{summary['source']} ({summary['source_format']}, {summary['architecture']}, {summary['tensors']} "
               f"tensors, {summary['bytes'] / 2**20:.1f} MiB) -> {', '.join(summary['written'])} "
               f"in {summary['seconds']:.2f} s")
+        if summary["ignored"]:
+            print(f"not read (a format read first is present): {', '.join(summary['ignored'])}")
         if "verify" in summary:
             v = summary["verify"]
             print(f"verified: {v['backends'][0]} vs {v['backends'][1]}, max-abs difference {v['max_abs']:.3e} "

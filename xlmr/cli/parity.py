@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from xlmr.backends import BACKENDS, EXTRAS, call_model, installed_backends, model_class, to_numpy
-from xlmr.common.checkpoint import find_checkpoint
+from xlmr.common.checkpoint import find_checkpoint, iter_checkpoint, nonfinite
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import tolerance
 from xlmr.common.export_spec import class_config
@@ -159,7 +159,13 @@ class Row:
         return self.max_abs <= self.tolerance
 
 
-def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[float, str]:
+def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], names: tuple[str, str] = ("first", "second"),
+            ) -> tuple[float, str]:
+    """(largest absolute difference, the output where it is) between two runs' outputs.
+
+    NaN or inf in an output is no difference to measure: it gives inf and names the output, how many values
+    and which run (``names``) holds them, never "differ by nan".
+    """
     if set(a) != set(b):
         only = sorted(set(a) ^ set(b))
         return float("inf"), f"outputs differ in names: {only[:4]}"
@@ -167,10 +173,24 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[float, 
     for key in a:
         if a[key].shape != b[key].shape:
             return float("inf"), f"{key}: shape {a[key].shape} vs {b[key].shape}"
+        bad = [(who, found) for who, found in zip(names, (nonfinite(a[key]), nonfinite(b[key]))) if found]
+        if bad:
+            said = " and ".join(f"{count} in {who}" for who, (count, _) in bad)
+            return float("inf"), f"{key} holds non-finite values (NaN/inf: {said}, first at index {bad[0][1][1]})"
         d = float(np.max(np.abs(a[key].astype(np.float64) - b[key]))) if a[key].size else 0.0
-        if not np.isfinite(d) or d > worst:
+        if d > worst:
             worst, name = d, key
     return worst, name
+
+
+def nonfinite_weights(checkpoint: str) -> list[str]:
+    """'tensor NAME holds N NaN/inf values (first at index I)' for every such tensor of a checkpoint folder."""
+    found = []
+    for name, array in iter_checkpoint(checkpoint):
+        bad = nonfinite(array)
+        if bad:
+            found.append(f"tensor {name} holds {bad[0]} NaN/inf value(s) (first at index {bad[1]})")
+    return found
 
 
 def _release(backend: str) -> None:
@@ -241,6 +261,11 @@ def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITE
     loads: frameworks keep freed memory in their own pools.
     """
     config = XLMRobertaConfig.from_pretrained(checkpoint)
+    bad = nonfinite_weights(checkpoint)
+    if bad:  # every backend would give NaN: the checkpoint is at fault, not a backend
+        raise ValueError(f"{find_checkpoint(checkpoint)[1][0]}: {bad[0]}" +
+                         (f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else "") +
+                         "; outputs computed from it cannot be compared")
     batch = make_batch(checkpoint, config, seed)
     base_sized = config.hidden_size >= 768
     configs = {arch: class_config(arch, config) for arch in architectures}
@@ -263,11 +288,12 @@ def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITE
     rows = []
     for arch in architectures:
         for x, y in itertools.combinations(backends, 2):
-            d, worst = compare(results[x][arch], results[y][arch])
+            d, worst = compare(results[x][arch], results[y][arch], (x, y))
             rows.append(Row(arch, f"{x}-{y}", d, worst, limit, len(results[x][arch])))
         if reference is not None:
             for x in backends:
-                d, worst = compare(reference_subset(results[x][arch], config.vocab_size), reference[arch])
+                d, worst = compare(reference_subset(results[x][arch], config.vocab_size), reference[arch],
+                                   (x, "the reference outputs"))
                 rows.append(Row(arch, f"{x}-ref", d, worst, limit, len(reference[arch])))
     return batch, rows
 

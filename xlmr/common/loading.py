@@ -14,7 +14,8 @@ needs, or raises an error naming every problem at once:
   ``embeddings.position_ids``) are folded away;
 * a missing encoder weight is an error, never a random initialisation;
 * a missing head (or pooler) is initialised as HF does, from a seed, with a warning naming each tensor;
-* a tensor of the wrong shape or a non-float dtype is an error naming the tensor, the shapes and the file.
+* a tensor of the wrong shape or a non-float dtype is an error naming the tensor, the shapes and the file;
+* a weight holding NaN or inf (in the file, or after the cast to ``dtype``) warns, naming it and the first index.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import numpy as np
 
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.init import initial_weights
-from xlmr.common.checkpoint import find_checkpoint, read_checkpoint, save_pretrained
+from xlmr.common.checkpoint import find_checkpoint, nonfinite, read_checkpoint, save_pretrained
 from xlmr.common.weights import WeightsError, check_state, is_head_weight, normalise_names, parameter_shapes
 
 logger = logging.getLogger("xlmr")
@@ -76,6 +77,12 @@ def resolve_weights(
     weights = {n: np.asarray(state[n]).astype(dtype, copy=False)
                for n in expected if n in state and n not in mismatched}
 
+    bad = [(n, found) for n, array in weights.items() if (found := nonfinite(array))]
+    if bad:  # a model that computes NaN from its first layer on: say which weight, not what it later computes
+        listed = "; ".join(f"{n}: {count} value(s), first at index {index}" for n, (count, index) in bad[:5])
+        more = f"; and {len(bad) - 5} more tensor(s)" if len(bad) > 5 else ""
+        warnings.warn(f"{source}: {len(bad)} weight(s) hold NaN or inf as {np.dtype(dtype).name}: {listed}{more}; "
+                      "every output computed from them will be NaN", stacklevel=3)
     to_init = [n for n in expected if n not in weights]
     weights.update(initial_weights({n: expected[n] for n in to_init}, config, seed))
     weights = {n: weights[n].astype(dtype, copy=False) for n in expected}

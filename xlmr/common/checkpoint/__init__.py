@@ -36,6 +36,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import logging
 import math
 import os
 import re
@@ -45,7 +46,7 @@ from typing import Any, Iterable, Iterator, Mapping
 import numpy as np
 
 from xlmr.common.checkpoint.base import (
-    CheckpointError, CheckpointNotFoundError, UnknownTensorError, itemsize, stored_dtype, target_dtype)
+    CheckpointError, CheckpointNotFoundError, UnknownTensorError, itemsize, nonfinite, stored_dtype, target_dtype)
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.io import atomic_path, atomic_write_text
 from xlmr.common.weights import (
@@ -55,7 +56,10 @@ from xlmr.common.weights import (
     to_scheme_array, to_scheme_name)
 
 __all__ = ["FORMATS", "WEIGHTS_NAMES", "INDEX_NAMES", "CheckpointError", "CheckpointNotFoundError",
-           "UnknownTensorError", "find_checkpoint", "read_checkpoint", "iter_checkpoint", "save_pretrained"]
+           "UnknownTensorError", "find_checkpoint", "read_checkpoint", "iter_checkpoint", "save_pretrained",
+           "is_weights_file", "weight_formats", "nonfinite"]
+
+logger = logging.getLogger("xlmr.checkpoint")
 
 FORMATS = ("safetensors", "pt", "tf", "flax")  # also the precedence when a folder holds several
 WEIGHTS_NAMES = {"safetensors": "model.safetensors", "pt": "pytorch_model.bin", "tf": "tf_model.h5",
@@ -71,6 +75,29 @@ _ROBERTA = "roberta"
 
 
 # ------------------------------------------------------------------------------------------------ finding
+def _weights_pattern(fmt: str) -> re.Pattern:
+    """HF's names for ``fmt``'s weights: the single file, the shard index and the shards."""
+    stem, ext = os.path.splitext(WEIGHTS_NAMES[fmt])
+    return re.compile(rf"{re.escape(WEIGHTS_NAMES[fmt])}|{re.escape(INDEX_NAMES[fmt])}|"
+                      rf"{re.escape(stem)}-\d{{5}}-of-\d{{5}}{re.escape(ext)}")
+
+
+def is_weights_file(name: str) -> str | None:
+    """The format whose weights file (single, index or shard) ``name`` is by HF's naming, or None.
+
+    >>> is_weights_file("model-00001-of-00002.safetensors"), is_weights_file("notes.txt")
+    ('safetensors', None)
+    """
+    return next((fmt for fmt in FORMATS if _weights_pattern(fmt).fullmatch(name)), None)
+
+
+def weight_formats(folder: str | os.PathLike) -> list[str]:
+    """Every format with weights (a single file or a shard index) in ``folder``, in reading precedence."""
+    folder = os.fspath(folder)
+    return [fmt for fmt in FORMATS if os.path.isfile(os.path.join(folder, WEIGHTS_NAMES[fmt]))
+            or os.path.isfile(os.path.join(folder, INDEX_NAMES[fmt]))]
+
+
 def _reader(fmt: str):
     """The module that reads and writes ``fmt``, imported on first use (each needs its own library: h5py, msgpack)."""
     if fmt == "safetensors":
@@ -125,9 +152,15 @@ def _locate(path: str | os.PathLike, format: str | None) -> tuple[str, list[str]
     if os.path.isdir(path):
         formats = FORMATS if format is None else (format,)
         for fmt in formats:
-            if os.path.isfile(os.path.join(path, WEIGHTS_NAMES[fmt])):
-                return fmt, [os.path.join(path, WEIGHTS_NAMES[fmt])], None
-            if os.path.isfile(os.path.join(path, INDEX_NAMES[fmt])):
+            single = os.path.isfile(os.path.join(path, WEIGHTS_NAMES[fmt]))
+            if single or os.path.isfile(os.path.join(path, INDEX_NAMES[fmt])):
+                others = [f for f in weight_formats(path) if f != fmt]
+                if others:  # they may disagree: say which one is read, every time a folder is read
+                    logger.info("%s: reading the %s weights (%s); also present and not read: %s", path, fmt,
+                                WEIGHTS_NAMES[fmt] if single else INDEX_NAMES[fmt],
+                                ", ".join(WEIGHTS_NAMES[f] for f in others))
+                if single:
+                    return fmt, [os.path.join(path, WEIGHTS_NAMES[fmt])], None
                 return (fmt, *_read_index(os.path.join(path, INDEX_NAMES[fmt])))
         looked = ", ".join(n for fmt in formats for n in (WEIGHTS_NAMES[fmt], INDEX_NAMES[fmt]))
         raise CheckpointNotFoundError(f"no weights in checkpoint folder {path}: looked for {looked}")
@@ -363,14 +396,11 @@ def _index_key(fmt: str, key: Any, architecture: str) -> str:
 def _shadowing(directory: str, fmt: str, keep: set[str]) -> list[tuple[str, str]]:
     """(file, its format) of the weight files in ``directory`` that a reader would take instead of (or mix
     with) the ``fmt`` files in ``keep``: stale files of the same format and any of a format that comes first."""
-    stale = []
-    for other in FORMATS[: FORMATS.index(fmt) + 1]:
-        stem, ext = os.path.splitext(WEIGHTS_NAMES[other])
-        pattern = re.compile(rf"{re.escape(WEIGHTS_NAMES[other])}|{re.escape(INDEX_NAMES[other])}|"
-                             rf"{re.escape(stem)}-\d{{5}}-of-\d{{5}}{re.escape(ext)}")
-        stale += [(name, other) for name in sorted(os.listdir(directory))
-                  if pattern.fullmatch(name) and name not in keep]
-    return stale
+    if not os.path.isdir(directory):
+        return []
+    preceding = FORMATS[: FORMATS.index(fmt) + 1]
+    return [(name, other) for name in sorted(os.listdir(directory))
+            if (other := is_weights_file(name)) in preceding and name not in keep]
 
 
 def save_pretrained(
@@ -390,8 +420,10 @@ def save_pretrained(
     missing head only warns; weights of another class (a head checkpoint's pooler) are written as given.
     ``format`` is one of ``FORMATS``; ``max_shard_size`` (bytes or "500MB") splits
     the weights into HF-named shards plus an index when they exceed it; ``dtype`` ("float16", "bfloat16", ...)
-    casts floating tensors. Each file is replaced atomically. Stale weight files of the same format, and of
-    formats a reader would take first, are removed (with a warning for other formats).
+    casts floating tensors. Each file is replaced atomically. Stale weight files of the same format (a single
+    file where shards are written, or shards of another split) are removed, as HF does; weights of a format that
+    a reader would take first (``FORMATS`` order) are the user's: saving refuses, naming them, before writing
+    anything. Weights of formats read later are kept.
 
     HF's TF and Flax classes have no relative-position distance embeddings and HF's TF class always ties its
     decoder: such tensors are written, read back by ``read_checkpoint``, and ignored by HF's classes.
@@ -408,17 +440,21 @@ def save_pretrained(
                               "no bfloat16; pass dtype='float32' or 'float16'")
     units = _units(format, tensors, config, architecture)
     shards = _split(units, parse_size(max_shard_size) if max_shard_size is not None else None, dtype)
-    os.makedirs(directory, exist_ok=True)
     names = [_shard_name(format, k, len(shards)) for k in range(len(shards))]
+    # Another format's weights that would be read instead of these: deleting them would lose the user's data,
+    # keeping them would hide what is written. Refuse, before a byte is written.
+    shadowing = [name for name, other in _shadowing(directory, format, set(names)) if other != format]
+    if shadowing:
+        raise CheckpointError(f"refusing to save {format} weights in {directory}: {', '.join(shadowing)} there "
+                              f"would be read instead of {WEIGHTS_NAMES[format]}; move or delete it, or save to "
+                              "another folder")
+    os.makedirs(directory, exist_ok=True)
     written = []
     for name, shard in zip(names, shards):
         with atomic_path(os.path.join(directory, name)) as tmp:
             _write_file(format, tmp, name, shard, dtype, architecture, sharded=len(shards) > 1)
         written.append(os.path.join(directory, name))
-    for stale, other in _shadowing(directory, format, set(names)):
-        if other != format:
-            warnings.warn(f"removed {stale} from {directory}: it would be read instead of the {format} weights "
-                          "just written", stacklevel=2)
+    for stale, _ in _shadowing(directory, format, set(names)):  # this format's own stale files only, now
         os.remove(os.path.join(directory, stale))
     if len(shards) > 1:
         weight_map = {_index_key(format, key, architecture): name

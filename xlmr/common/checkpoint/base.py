@@ -155,3 +155,65 @@ def check_not_lfs_pointer(path: str, head: bytes) -> None:
     """A Git LFS pointer is a tiny text file sitting where the weights should be; say so plainly."""
     if head.startswith(b"version https://git-lfs"):
         raise CheckpointError(f"{path} is a Git LFS pointer, not the weights: run `git lfs pull` in its folder")
+
+
+# Bounds on what a header may declare, checked before anything is allocated. numpy itself allows 64 dimensions;
+# no weight has more than a handful, and no tensor reaches 2**48 bytes (256 TiB).
+MAX_RANK = 16
+MAX_TENSOR_BYTES = 2 ** 48
+
+
+def check_shape(path: str, name: str, shape: Any, kind: str) -> tuple[int, ...]:
+    """The shape as a tuple of ints, or CheckpointError naming the file and tensor when it is not a sane one.
+
+    A dimension of 0 makes a tensor empty, but its other dimensions still go into numpy's size arithmetic, so they
+    are bounded too (``[0, 2**62]`` is refused, not handed to numpy).
+    """
+    try:
+        dims = tuple(shape)
+        ok = len(dims) <= MAX_RANK and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in dims)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise CheckpointError(f"{path}: tensor {name!r} has an invalid shape {_short(shape)} (at most {MAX_RANK} "
+                              "non-negative integer dimensions)")
+    nonzero = 1
+    for d in dims:
+        nonzero *= max(d, 1)
+    if nonzero * itemsize(kind) > MAX_TENSOR_BYTES:
+        raise CheckpointError(f"{path}: tensor {name!r} declares shape {list(dims)}, {nonzero * itemsize(kind)} bytes "
+                              f"of {kind}, over the limit of {MAX_TENSOR_BYTES} bytes for one tensor")
+    return dims
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    """repr for a message, cut short: a hostile file may nest or repeat without end."""
+    try:
+        text = repr(value)
+    except (RecursionError, ValueError):
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def nonfinite(array: Any) -> tuple[int, tuple[int, ...]] | None:
+    """(how many NaN/inf values, index of the first) in a floating array, or None when every value is finite.
+
+    A float64 sum finds the common all-finite case in one pass without a temporary the size of the array.
+
+    >>> nonfinite(np.array([[1.0, np.inf], [np.nan, 2.0]], np.float32))
+    (2, (0, 1))
+    >>> nonfinite(np.ones(3, np.float16)) is None
+    True
+    """
+    a = np.asarray(array)
+    if a.size == 0 or not (np.issubdtype(a.dtype, np.floating) or a.dtype.name == "bfloat16"):
+        return None
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(a, dtype=np.float64)):
+            return None
+    bad = ~np.isfinite(a)
+    count = int(np.count_nonzero(bad))
+    if count == 0:  # finite values whose float64 sum overflowed
+        return None
+    first = np.unravel_index(int(np.argmax(bad)), a.shape)
+    return count, tuple(int(i) for i in first)

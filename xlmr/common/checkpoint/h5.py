@@ -12,12 +12,15 @@ Shard (``tf_model-0000k-of-0000n.h5``): datasets named without the scope, listed
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 import re
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from xlmr.common.checkpoint.base import CheckpointError, check_not_lfs_pointer, encode, stored_dtype
+from xlmr.common.checkpoint.base import (
+    DTYPE_NAMES, CheckpointError, check_not_lfs_pointer, check_shape, encode, stored_dtype)
 
 _HEADER_LIMIT = 64512  # HDF5's object-header limit, above which Keras splits an attribute into name0, name1...
 _KERAS_VERSION = b"2.21.0"  # what tf-keras 2.21 writes; HF's loader never reads it
@@ -79,17 +82,26 @@ def open_tensors(path: str) -> Iterator[list[tuple[str, Callable[[], np.ndarray]
                 raise CheckpointError(f"{path}: not a Keras weights file (no layer_names attribute)")
             datasets: dict[str, Any] = {}
             for layer in layers:
+                if not _hard(h5py, file, layer):  # absent, or a link to another file
+                    raise CheckpointError(f"{path}: layer {layer!r} is listed but absent, or a link to another file")
                 obj = file.get(layer)
-                if obj is None:
-                    raise CheckpointError(f"{path}: layer {layer!r} is listed but absent")
                 if isinstance(obj, h5py.Dataset):  # a shard: dataset paths are the weight names, unscoped
                     datasets.setdefault(re.sub(r":\d+\Z", "", layer), obj)
                     continue
                 for weight in _attribute(obj, "weight_names"):
-                    if weight not in obj:
+                    if weight not in obj or not _hard(h5py, obj, weight):
                         raise CheckpointError(f"{path}: weight {weight!r} of layer {layer!r} is listed but absent")
                     datasets.setdefault(strip_scope(weight), obj[weight])
         except (OSError, KeyError, RuntimeError) as e:
+            raise CheckpointError(f"{path}: corrupt HDF5 file ({e})") from None
+
+        size = os.path.getsize(path)
+        try:
+            for name, dataset in datasets.items():
+                _check_dataset(h5py, path, name, dataset, size)
+        except (OSError, KeyError, RuntimeError, TypeError, ValueError) as e:
+            if isinstance(e, CheckpointError):
+                raise
             raise CheckpointError(f"{path}: corrupt HDF5 file ({e})") from None
 
         def loader(name: str, dataset: Any) -> Callable[[], np.ndarray]:
@@ -102,6 +114,40 @@ def open_tensors(path: str) -> Iterator[list[tuple[str, Callable[[], np.ndarray]
             return load
 
         yield [(name, loader(name, ds)) for name, ds in datasets.items()]
+
+
+def _hard(h5py: Any, group: Any, name: str) -> bool:
+    """Whether every link on the way to ``group[name]`` stays inside the file (no external or soft links)."""
+    node = group
+    for part in name.split("/"):
+        if not part:
+            continue
+        if not isinstance(node, h5py.Group) or node.get(part, getlink=True).__class__ is not h5py.HardLink:
+            return False
+        node = node[part]
+    return True
+
+
+def _check_dataset(h5py: Any, path: str, name: str, dataset: Any, file_size: int) -> None:
+    """Refuse, before reading, a dataset whose bytes are not plainly in this file: HDF5 can declare a terabyte
+    dataset with no storage (reads as its fill value), compress a bomb, or point at external or virtual files."""
+    if not isinstance(dataset, h5py.Dataset):
+        raise CheckpointError(f"{path}: weight {name!r} is a group, not a tensor")
+    kind = dataset.dtype
+    if kind.kind not in "fiub" or kind.name not in DTYPE_NAMES:
+        raise CheckpointError(f"{path}: tensor {name!r} has dtype {kind}, which is not a weight's")
+    shape = check_shape(path, name, tuple(int(d) for d in dataset.shape), kind.name)
+    nbytes = math.prod(shape) * kind.itemsize
+    plist = dataset.id.get_create_plist()
+    layout = plist.get_layout()
+    if layout not in (h5py.h5d.CONTIGUOUS, h5py.h5d.CHUNKED, h5py.h5d.COMPACT) or plist.get_external_count():
+        raise CheckpointError(f"{path}: tensor {name!r} is stored outside the file (external or virtual dataset)")
+    if plist.get_nfilters():
+        raise CheckpointError(f"{path}: tensor {name!r} is compressed or filtered; Keras never writes that")
+    stored = dataset.id.get_storage_size()
+    if stored < nbytes or nbytes > file_size:
+        raise CheckpointError(f"{path}: tensor {name!r} of shape {list(shape)} needs {nbytes} bytes, the file "
+                              f"holds {stored} for it (truncated, or a declared size with no data)")
 
 
 def write(path: str, scope: str, tensors: list[tuple[str, str, Any]], dtype: str | None,

@@ -20,8 +20,8 @@ import msgpack
 import numpy as np
 
 from xlmr.common.checkpoint.base import (
-    DTYPE_NAMES, CheckpointError, check_not_lfs_pointer, decode, encode, itemsize, map_file, storage_dtype,
-    stored_dtype)
+    DTYPE_NAMES, CheckpointError, _short, check_not_lfs_pointer, check_shape, decode, encode, itemsize, map_file,
+    storage_dtype, stored_dtype)
 
 MAX_CHUNK_SIZE = 2 ** 30  # flax.serialization.MAX_CHUNK_SIZE
 _EXT_NDARRAY, _EXT_SCALAR = 1, 3
@@ -32,11 +32,29 @@ class _Truncated(Exception):
     pass
 
 
+# A flax state dict nests a dozen maps deep; lists appear only inside array payloads (shape, 3-element payload).
+MAX_DEPTH = 64
+MAX_LIST = 64
+
+
 class _Parser:
-    """Just enough msgpack to walk a flax state dict; array payloads become views of ``buf``."""
+    """Just enough msgpack to walk a flax state dict; array payloads become views of ``buf``.
+
+    Every count a header declares is checked against the bytes left (each element takes at least one) before a
+    container is built, nesting is bounded by MAX_DEPTH and lists by MAX_LIST, so a small file cannot ask for
+    more than it holds.
+    """
 
     def __init__(self, path: str, buf: Any) -> None:
         self.path, self.buf, self.pos, self.size = path, buf, 0, len(buf)
+        self.depth = 0
+
+    def count(self, n: int, per: int, what: str) -> int:
+        if n * per > self.size - self.pos:
+            raise _Truncated(self.pos + n * per)
+        if what == "list" and n > MAX_LIST:
+            raise self.corrupt(f"a list of {n} items (a flax state dict's longest holds {MAX_LIST})")
+        return n
 
     def take(self, n: int) -> int:
         start = self.pos
@@ -53,6 +71,15 @@ class _Parser:
         return CheckpointError(f"{self.path}: corrupt msgpack at byte {self.pos}: {what}")
 
     def value(self) -> Any:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise self.corrupt(f"containers nested deeper than {MAX_DEPTH} levels")
+            return self._value()
+        finally:
+            self.depth -= 1
+
+    def _value(self) -> Any:
         b = self.unpack(">B")
         if b <= 0x7F:
             return b
@@ -61,7 +88,7 @@ class _Parser:
         if 0x80 <= b <= 0x8F:
             return self.map(b & 0x0F)
         if 0x90 <= b <= 0x9F:
-            return [self.value() for _ in range(b & 0x0F)]
+            return [self.value() for _ in range(self.count(b & 0x0F, 1, "list"))]
         if 0xA0 <= b <= 0xBF:
             return self.text(b & 0x1F)
         simple = {0xC0: None, 0xC2: False, 0xC3: True}
@@ -80,7 +107,7 @@ class _Parser:
             if b >= 0xD9 and b <= 0xDB:
                 return self.text(n)
             if b in (0xDC, 0xDD):
-                return [self.value() for _ in range(n)]
+                return [self.value() for _ in range(self.count(n, 1, "list"))]
             if b in (0xDE, 0xDF):
                 return self.map(n)
             return self.ext(self.unpack(">b"), n)
@@ -97,7 +124,7 @@ class _Parser:
 
     def map(self, n: int) -> dict:
         out: dict = {}
-        for _ in range(n):
+        for _ in range(self.count(n, 2, "map")):
             key = self.value()
             if not isinstance(key, (str, int)):
                 raise self.corrupt(f"a map key of type {type(key).__name__}")
@@ -118,9 +145,9 @@ class _Parser:
             shape, kind, data = payload
             if isinstance(kind, tuple):  # a dtype name packed as bytes rather than str
                 kind = bytes(self.buf[kind[1]:kind[1] + kind[2]]).decode("ascii", "replace")
-            if kind not in DTYPE_NAMES or not (isinstance(shape, list) and all(isinstance(d, int) and d >= 0
-                                                                             for d in shape)):
-                raise self.corrupt(f"unsupported array dtype {kind!r} or shape {shape!r}")
+            if kind not in DTYPE_NAMES or not isinstance(shape, list):
+                raise self.corrupt(f"unsupported array dtype {_short(kind)} or shape {_short(shape)}")
+            shape = list(check_shape(self.path, f"array at byte {start}", shape, kind))
             if not (isinstance(data, tuple) and data[0] == "bin") \
                     or data[2] != math.prod(shape) * itemsize(kind):
                 raise self.corrupt(f"array bytes do not match shape {shape} and dtype {kind}")
@@ -131,13 +158,19 @@ class _Parser:
             self.pos = outer
 
 
-def _unchunk(tree: Any) -> Any:
+def _unchunk(tree: Any, path: str = "") -> Any:
     if isinstance(tree, dict):
         if tree.get(_CHUNKED) is True:
             shape = [tree["shape"][str(i)] for i in range(len(tree["shape"]))]
             chunks = [tree["chunks"][str(i)] for i in range(len(tree["chunks"]))]
+            if not all(isinstance(c, np.ndarray) and c.ndim == 1 for c in chunks):
+                raise TypeError("a chunk is not a flat array")
+            kind = chunks[0].dtype.name if chunks else "float32"
+            shape = check_shape(path, "chunked array", shape, kind if kind in DTYPE_NAMES else "float32")
+            if sum(c.size for c in chunks) != math.prod(shape):  # checked before concatenate copies anything
+                raise ValueError(f"chunks of {sum(c.size for c in chunks)} elements for shape {list(shape)}")
             return np.concatenate(chunks).reshape(shape)
-        return {k: _unchunk(v) for k, v in tree.items()}
+        return {k: _unchunk(v, path) for k, v in tree.items()}
     return tree
 
 
@@ -150,7 +183,7 @@ def read(path: str) -> list[tuple[str, np.ndarray]]:
         tree = parser.value()
         if parser.pos != parser.size:
             raise parser.corrupt(f"{parser.size - parser.pos} bytes of extra data after the state dict")
-        tree = _unchunk(tree)
+        tree = _unchunk(tree, path)
     except _Truncated as e:
         raise CheckpointError(f"{path}: truncated msgpack: needs byte {e.args[0]}, the file has {parser.size}") \
             from None

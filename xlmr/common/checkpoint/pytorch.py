@@ -17,6 +17,7 @@ import collections
 import io
 import math
 import pickle
+import pickletools
 import struct
 import zipfile
 import zlib
@@ -25,7 +26,8 @@ from typing import Any
 import numpy as np
 
 from xlmr.common.checkpoint.base import (
-    CheckpointError, check_not_lfs_pointer, decode, encode, itemsize, map_file, storage_dtype, stored_dtype)
+    MAX_RANK, CheckpointError, _short, check_not_lfs_pointer, decode, encode, itemsize, map_file, storage_dtype,
+    stored_dtype)
 
 _STORAGES = {"DoubleStorage": "float64", "FloatStorage": "float32", "HalfStorage": "float16",
              "BFloat16Storage": "bfloat16", "LongStorage": "int64", "IntStorage": "int32", "ShortStorage": "int16",
@@ -36,13 +38,47 @@ _LEGACY_PROTOCOL = 1001
 _ALIGNMENT = 64
 
 
-class _StorageType:
+# Bounds that no state dict comes near and that stop a hostile pickle before it costs memory or time. A
+# data.pkl holds a few hundred bytes per tensor: 64 MiB is ~300,000 tensors.
+MAX_PICKLE_BYTES = 64 * 2 ** 20
+MAX_MARK_DEPTH = 64
+
+
+class _Refuse:
+    """Objects of ours a pickle can reach: ``BUILD`` (``__setstate__``) on them is refused, never applied."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        raise pickle.UnpicklingError(f"BUILD on {type(self).__name__.strip('_')} (a state dict never does that)")
+
+    def __reduce__(self):  # nothing of ours is pickled back
+        raise TypeError(f"{type(self).__name__} cannot be pickled")
+
+
+class _StorageType(_Refuse):
+    __slots__ = ("dtype",)
+
     def __init__(self, dtype: str) -> None:
         self.dtype = dtype
 
 
-class _Storage:
+class _Builder(_Refuse):
+    """A global a state dict may name, made anew for each load: a crafted file can only ever touch its own copy."""
+
+    __slots__ = ("function",)
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+
+    def __call__(self, *args: Any) -> Any:
+        return self.function(*args)
+
+
+class _Storage(_Refuse):
     """A storage named by a persistent id; ``data`` (a flat array) is attached once its bytes are located."""
+
+    __slots__ = ("dtype", "key", "numel", "data", "root", "root_offset")
 
     def __init__(self, dtype: str, key: str, numel: int) -> None:
         self.dtype, self.key, self.numel = dtype, key, numel
@@ -51,12 +87,22 @@ class _Storage:
         self.root_offset = 0
 
 
-class _Tensor:
+class _Tensor(_Refuse):
+    __slots__ = ("storage", "offset", "shape", "stride")
+
     def __init__(self, storage: Any, offset: Any, shape: Any, stride: Any) -> None:
         if not isinstance(storage, _Storage):
             raise TypeError("the storage of a tensor is not a storage")
-        self.storage, self.offset = storage, int(offset)
-        self.shape, self.stride = tuple(int(d) for d in shape), tuple(int(s) for s in stride)
+        self.storage, self.offset = storage, _int(offset)
+        self.shape, self.stride = tuple(_int(d) for d in shape), tuple(_int(s) for s in stride)
+        if len(self.shape) != len(self.stride) or len(self.shape) > MAX_RANK:
+            raise TypeError(f"shape and stride of {len(self.shape)} and {len(self.stride)} dimensions")
+
+
+def _int(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not -2 ** 63 <= value < 2 ** 63:
+        raise TypeError(f"{_short(value)} is not a 64-bit integer")
+    return value
 
 
 def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
@@ -68,17 +114,25 @@ def _rebuild_tensor(storage, offset, size, stride):
 
 
 def _rebuild_parameter(data, requires_grad=False, hooks=None, state=None):
+    if not isinstance(data, _Tensor):
+        raise TypeError("a parameter's data is not a tensor")
     return data
 
 
-# The only globals a state dict's pickle may name, each mapped to a builder of ours.
+def _ordered_dict(*args: Any) -> collections.OrderedDict:
+    if args:
+        raise TypeError("OrderedDict is rebuilt empty in a state dict")
+    return collections.OrderedDict()
+
+
+# The only globals a state dict's pickle may name, each mapped to a builder of ours (fresh objects per load).
 _GLOBALS: dict[tuple[str, str], Any] = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
     ("torch._utils", "_rebuild_parameter_with_state"): _rebuild_parameter,
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    **{("torch", name): _StorageType(dtype) for name, dtype in _STORAGES.items()},
+    ("collections", "OrderedDict"): _ordered_dict,
+    **{("torch", name): dtype for name, dtype in _STORAGES.items()},
 }
 
 
@@ -86,12 +140,16 @@ class _Unpickler(pickle.Unpickler):
     def __init__(self, file: Any, path: str, storages: dict[str, _Storage] | None) -> None:
         super().__init__(file)
         self.path, self.storages = path, storages
+        self.globals: dict[tuple[str, str], Any] = {}  # this load's own objects
 
     def find_class(self, module: str, name: str) -> Any:
         if self.storages is not None and (module, name) in _GLOBALS:
-            return _GLOBALS[module, name]
-        raise CheckpointError(f"{self.path}: refused to unpickle global {module}.{name}: a state dict needs only "
-                              "tensors, and nothing else in the file is executed")
+            if (module, name) not in self.globals:
+                made = _GLOBALS[module, name]
+                self.globals[module, name] = _StorageType(made) if isinstance(made, str) else _Builder(made)
+            return self.globals[module, name]
+        raise CheckpointError(f"{self.path}: refused to unpickle global {module[:80]}.{name[:80]}: a state "
+                              "dict needs only tensors, and nothing else in the file is executed")
 
     @staticmethod
     def state_dict(path: str, obj: Any) -> list[tuple[str, _Tensor]]:
@@ -100,33 +158,87 @@ class _Unpickler(pickle.Unpickler):
 
     def persistent_load(self, pid: Any) -> _Storage:
         if self.storages is None or not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage" \
-                or not isinstance(pid[1], _StorageType):
-            raise CheckpointError(f"{self.path}: unexpected persistent id {pid!r} in the pickle")
-        kind, key, numel = pid[1].dtype, str(pid[2]), int(pid[4])
+                or not isinstance(pid[1], _StorageType) or not isinstance(pid[2], (str, int)):
+            raise CheckpointError(f"{self.path}: unexpected persistent id {_short(pid)} in the pickle")
+        kind, key, numel = pid[1].dtype, str(pid[2]), _int(pid[4])
+        if numel < 0:
+            raise CheckpointError(f"{self.path}: storage {key} has a negative size {numel}")
         storage = self.storages.setdefault(key, _Storage(kind, key, numel))
+        if storage.dtype != kind or storage.numel != numel:
+            raise CheckpointError(f"{self.path}: storage {key} is declared twice, as {storage.numel} {storage.dtype} "
+                                  f"and {numel} {kind}")
         if len(pid) == 6 and pid[5] is not None:  # legacy view of a root storage: (view key, offset, numel)
+            if not (isinstance(pid[5], tuple) and len(pid[5]) == 3):
+                raise CheckpointError(f"{self.path}: unexpected storage view {_short(pid[5])} in the pickle")
             view_key, view_offset, view_numel = pid[5]
-            view = _Storage(kind, str(view_key), int(view_numel))
-            view.root, view.root_offset = storage, int(view_offset)
+            view = _Storage(kind, str(view_key), _int(view_numel))
+            view.root, view.root_offset = storage, _int(view_offset)
+            if view.root_offset < 0 or view.numel < 0 or view.root_offset + view.numel > storage.numel:
+                raise CheckpointError(f"{self.path}: storage view {view.key} ({view.numel} elements at "
+                                      f"{view.root_offset}) lies outside storage {key} of {storage.numel}")
             return view
         return storage
 
 
-def _unpickle(path: str, data: Any, storages: dict[str, _Storage] | None, unpickler: type = _Unpickler) -> Any:
+def _scan(path: str, source: Any, start: int) -> int:
+    """Walk the pickle at ``start`` opcode by opcode without building anything; return the offset after STOP.
+
+    Every size an opcode declares is checked against the bytes really there before the C unpickler (which
+    allocates first, then reads) sees it; the pickle is bounded to MAX_PICKLE_BYTES and MARK nesting to
+    MAX_MARK_DEPTH.
+    """
+    source.seek(start)
+    depth = 0
     try:
-        return unpickler(data if hasattr(data, "read") else io.BytesIO(data), path, storages).load()
+        for opcode, _, pos in pickletools.genops(source):
+            if pos - start > MAX_PICKLE_BYTES:
+                break
+            if opcode.name == "MARK":
+                depth += 1
+                if depth > MAX_MARK_DEPTH:
+                    raise CheckpointError(f"{path}: the pickle nests deeper than {MAX_MARK_DEPTH} levels; a state "
+                                          "dict needs a handful")
+            elif pickletools.markobject in opcode.stack_before:  # TUPLE, LIST, DICT, APPENDS, SETITEMS...
+                depth -= 1
+            if opcode.name == "STOP":
+                end = source.tell()
+                if end - start > MAX_PICKLE_BYTES:
+                    break
+                return end
+    except CheckpointError:
+        raise
+    except Exception as e:  # genops raises ValueError for a size past the end, or an unknown opcode
+        raise CheckpointError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {str(e)[:200]})") \
+            from None
+    raise CheckpointError(f"{path}: the pickle is larger than {MAX_PICKLE_BYTES} bytes, far more than a state dict's")
+
+
+def _unpickle(path: str, data: Any, storages: dict[str, _Storage] | None, unpickler: type = _Unpickler) -> Any:
+    """Unpickle the pickle at the start of ``data`` (bytes), or at the position of a seekable file (a mmap),
+    which is left after it."""
+    source = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
+    start = source.tell()
+    end = _scan(path, source, start)
+    source.seek(start)
+    try:
+        result = unpickler(source, path, storages).load()
     except CheckpointError:
         raise
     except Exception as e:  # a corrupt pickle raises anything from EOFError to UnpicklingError to TypeError
-        raise CheckpointError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {e})") from None
+        raise CheckpointError(f"{path}: corrupt or truncated pickle ({type(e).__name__}: {str(e)[:200]})") \
+            from None
+    if source.tell() != end:
+        raise CheckpointError(f"{path}: corrupt pickle (it ends at byte {source.tell()}, its opcodes at {end})")
+    return result
 
 
-def _materialise(path: str, name: str, tensor: _Tensor, big_endian: bool) -> np.ndarray:
+def _materialise(path: str, name: str, tensor: _Tensor, big_endian: bool, budget: list[int]) -> np.ndarray:
+    """The tensor's array: a view of the file when contiguous, else a copy charged to ``budget`` (bytes left)."""
     storage = tensor.storage
     kind = storage.dtype
     base, start = storage, 0
-    while base.root is not None:
-        base, start = base.root, start + base.root_offset
+    if base.root is not None:  # one level, as persistent_load builds it: no chain, no cycle
+        base, start = base.root, base.root_offset
     flat = base.data
     if flat is None:
         raise CheckpointError(f"{path}: tensor {name!r}: storage {base.key} has no data in the file")
@@ -135,14 +247,23 @@ def _materialise(path: str, name: str, tensor: _Tensor, big_endian: bool) -> np.
     if big_endian:
         flat = flat.view(flat.dtype.newbyteorder(">"))
     offset = start + tensor.offset
-    span = 1 + sum((d - 1) * s for d, s in zip(tensor.shape, tensor.stride)) if all(tensor.shape) else 0
-    if offset < 0 or min(tensor.stride, default=0) < 0 or offset + span > flat.size:
-        raise CheckpointError(f"{path}: tensor {name!r} (shape {list(tensor.shape)}, stride {list(tensor.stride)}, "
-                              f"offset {offset}) reaches past its storage of {flat.size} elements")
-    contiguous = tuple(int(np.prod(tensor.shape[i + 1:])) for i in range(len(tensor.shape)))
+    limit = start + storage.numel  # a view reaches only its own elements
+    numel = math.prod(tensor.shape)
+    span = 1 + sum((d - 1) * s for d, s in zip(tensor.shape, tensor.stride)) if numel else 0
+    where = f"{path}: tensor {name!r} (shape {list(tensor.shape)}, stride {list(tensor.stride)}, offset {offset})"
+    if min(tensor.shape, default=0) < 0 or offset < 0 or min(tensor.stride, default=0) < 0 or offset + span > limit:
+        raise CheckpointError(f"{where} reaches past its storage of {limit - start} elements")
+    if numel > limit - start:  # stride 0 or overlapping rows: more elements than the storage holds
+        raise CheckpointError(f"{where} asks for {numel} elements from a storage of {limit - start}: overlapping "
+                              "views are not weights")
+    contiguous = tuple(math.prod(tensor.shape[i + 1:]) for i in range(len(tensor.shape)))
     if all(s == c or d == 1 for d, s, c in zip(tensor.shape, tensor.stride, contiguous)):
-        array = flat[offset:offset + math.prod(tensor.shape)].reshape(tensor.shape)
+        array = flat[offset:offset + numel].reshape(tensor.shape)
     else:  # a non-contiguous view (a transposed or sliced tensor saved as such): copy it out contiguously
+        budget[0] -= numel * flat.itemsize
+        if budget[0] < 0:
+            raise CheckpointError(f"{where}: copying out strided views would take more memory than the file's "
+                                  "storages hold")
         view = np.lib.stride_tricks.as_strided(flat[offset:], tensor.shape,
                                                [s * flat.itemsize for s in tensor.stride], writeable=False)
         array = np.ascontiguousarray(view)
@@ -179,10 +300,21 @@ def _read_zip(path: str, buf: Any, unpickler: type = _Unpickler) -> list[tuple[s
             if len(pickles) != 1:
                 raise CheckpointError(f"{path}: a zip archive but not a torch checkpoint (no <root>/data.pkl)")
             root = pickles[0][: -len("data.pkl")]
-            data = archive.read(pickles[0])
-            order = archive.read(root + "byteorder") if root + "byteorder" in infos else b"little"
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
-        raise CheckpointError(f"{path}: truncated or corrupt zip archive ({e})") from None
+            # The header's size is checked first and the read bounded anyway: a compressed data.pkl can lie
+            # about its size and inflate to gigabytes.
+            if infos[pickles[0]].file_size > MAX_PICKLE_BYTES:
+                raise CheckpointError(f"{path}: {pickles[0]} declares {infos[pickles[0]].file_size} bytes, more "
+                                      f"than the {MAX_PICKLE_BYTES} a state dict's pickle may have")
+            with archive.open(pickles[0]) as f:
+                data = f.read(MAX_PICKLE_BYTES + 1)
+            if len(data) > MAX_PICKLE_BYTES:
+                raise CheckpointError(f"{path}: {pickles[0]} inflates past {MAX_PICKLE_BYTES} bytes")
+            order = b"little"
+            if root + "byteorder" in infos:
+                with archive.open(root + "byteorder") as f:
+                    order = f.read(16)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, zlib.error) as e:
+        raise CheckpointError(f"{path}: truncated or corrupt zip archive ({_short(e, 200)})") from None
     storages: dict[str, _Storage] = {}
     tensors = unpickler.state_dict(path, _unpickle(path, data, storages, unpickler))
     for key, storage in storages.items():
@@ -195,12 +327,13 @@ def _read_zip(path: str, buf: Any, unpickler: type = _Unpickler) -> list[tuple[s
                                   f"its tensors need {size}")
         storage.data = np.frombuffer(buf, storage_dtype(storage.dtype), storage.numel, _zip_record(path, buf, info))
     big = order.strip() == b"big"
-    return [(name, _materialise(path, name, t, big)) for name, t in tensors]
+    budget = [sum(s.numel * itemsize(s.dtype) for s in storages.values())]
+    return [(name, _materialise(path, name, t, big, budget)) for name, t in tensors]
 
 
 def _read_legacy(path: str, buf: Any, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
-    with open(path, "rb") as f:  # the pickles are read from the file, the storages viewed in the map
-        return _read_legacy_from(path, buf, f, unpickler)
+    buf.seek(0)  # the mapping is also the file the pickles are read from
+    return _read_legacy_from(path, buf, buf, unpickler)
 
 
 def _read_legacy_from(path: str, buf: Any, f: Any, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
@@ -214,7 +347,9 @@ def _read_legacy_from(path: str, buf: Any, f: Any, unpickler: type = _Unpickler)
     tensors = unpickler.state_dict(path, _unpickle(path, f, storages, unpickler))
     keys = _unpickle(path, f, None)
     offset = f.tell()
-    for key in keys if isinstance(keys, list) else ():
+    if not isinstance(keys, list) or len(set(map(str, keys))) != len(keys):
+        raise CheckpointError(f"{path}: corrupt legacy checkpoint (the storage keys are not a list of distinct keys)")
+    for key in keys:
         storage = storages.get(str(key))
         if storage is None:
             raise CheckpointError(f"{path}: storage {key} is listed but no tensor uses it")
@@ -222,12 +357,13 @@ def _read_legacy_from(path: str, buf: Any, f: Any, unpickler: type = _Unpickler)
             raise CheckpointError(f"{path}: truncated: storage {key} starts past the end of the file")
         (numel,) = struct.unpack("<q", buf[offset:offset + 8])
         size = numel * itemsize(storage.dtype)
-        if numel < storage.numel or offset + 8 + size > len(buf):
+        if numel < storage.numel or numel < 0 or offset + 8 + size > len(buf):
             raise CheckpointError(f"{path}: truncated or corrupt: storage {key} ({size} bytes at {offset + 8})")
         storage.data = np.frombuffer(buf, storage_dtype(storage.dtype), storage.numel, offset + 8)
         offset += 8 + size
     big = isinstance(sys_info, dict) and sys_info.get("little_endian") is False
-    return [(name, _materialise(path, name, t, big)) for name, t in tensors]
+    budget = [sum(s.numel * itemsize(s.dtype) for s in storages.values())]
+    return [(name, _materialise(path, name, t, big, budget)) for name, t in tensors]
 
 
 def read(path: str, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:

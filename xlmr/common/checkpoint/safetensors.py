@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from xlmr.common.checkpoint.base import (
-    CheckpointError, check_not_lfs_pointer, decode, encode, itemsize, map_file, storage_dtype, stored_dtype)
+    CheckpointError, _short, check_not_lfs_pointer, check_shape, decode, encode, itemsize, map_file, storage_dtype,
+    stored_dtype)
 
 _CODES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
           "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
@@ -49,8 +50,8 @@ def read_header(path: str, buf: Any) -> tuple[dict[str, str], list[tuple[str, st
                               f"{size}")
     try:
         header = json.loads(bytes(buf[8:8 + n]).decode("utf-8"), object_pairs_hook=_no_duplicates(path))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: corrupt safetensors header ({e})") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({_short(e, 200)})") from None
     if not isinstance(header, dict):
         raise CheckpointError(f"{path}: corrupt safetensors header (not a JSON object)")
     metadata = header.pop("__metadata__", None) or {}
@@ -61,20 +62,34 @@ def read_header(path: str, buf: Any) -> tuple[dict[str, str], list[tuple[str, st
     for name, info in header.items():
         try:
             kind = _CODES[info["dtype"]]
-            shape = tuple(int(d) for d in info["shape"])
-            begin, end = (int(o) for o in info["data_offsets"])
+            shape = info["shape"]
+            begin, end = info["data_offsets"]
+            if not all(isinstance(o, int) and not isinstance(o, bool) for o in (begin, end)):
+                raise TypeError
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: tensor {name!r} has a malformed or unsupported header entry "
-                                  f"{info!r}") from None
+                                  f"{_short(info)}") from None
+        shape = check_shape(path, name, shape, kind)
         nbytes = math.prod(shape) * itemsize(kind)
-        if min(shape, default=0) < 0 or begin < 0 or end - begin != nbytes:
+        if begin < 0 or end - begin != nbytes:
             raise CheckpointError(f"{path}: tensor {name!r}: offsets {[begin, end]} do not hold a {kind} tensor of "
                                   f"shape {list(shape)} ({nbytes} bytes)")
         if end > data_size:
             raise CheckpointError(f"{path}: truncated: tensor {name!r} ends at data byte {end}, the file holds "
                                   f"{data_size} data bytes")
         entries.append((name, kind, shape, 8 + n + begin))
-    entries.sort(key=lambda e: e[3])
+    # As the safetensors library requires: tensors tile the data exactly, in offset order, no byte shared (two
+    # names over the same bytes would load as one tensor twice) and none left over.
+    entries.sort(key=lambda e: (e[3], math.prod(e[2]) > 0))
+    expected = 8 + n
+    for name, kind, shape, offset in entries:
+        if offset != expected:
+            problem = "overlaps the tensor before it" if offset < expected else "leaves a gap before it"
+            raise CheckpointError(f"{path}: tensor {name!r} starts at data byte {offset - 8 - n}, which {problem} "
+                                  f"(expected {expected - 8 - n}): tensors must not share or skip bytes")
+        expected += math.prod(shape) * itemsize(kind)
+    if expected != size:
+        raise CheckpointError(f"{path}: {size - expected} bytes after the last tensor that no tensor holds")
     return {str(k): str(v) for k, v in metadata.items()}, entries, data_size
 
 
