@@ -127,7 +127,9 @@ class Pipeline:
         """
         results: list[dict[str, np.ndarray] | None] = [None] * len(sequences)
         limit = self.config.max_sequence_length
-        for bucket in batching.plan_buckets(sequences, self.config.pad_token_id):
+        # Under XLA (flax) each new bucket shape compiles, which costs more than some padding: fewer buckets.
+        call_cost = 256 if self.backend == "flax" else 32
+        for bucket in batching.plan_buckets(sequences, self.config.pad_token_id, call_cost=call_cost):
             # widths are rounded up to multiples of 8 (few shapes to compile); columns past the position limit
             # can only be padding, since every sequence fits
             inputs = {"input_ids": bucket.input_ids[:, :limit], "attention_mask": bucket.attention_mask[:, :limit]}
