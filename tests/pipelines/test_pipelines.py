@@ -317,3 +317,23 @@ def test_a_loaded_model_needs_its_class_and_a_tokenizer(checkpoints):
         xlmr.pipeline("fill-mask", model=model, backend="tf", tokenizer=checkpoints["fill-mask"])
     pipe = xlmr.pipeline("fill-mask", model=model, tokenizer=checkpoints["fill-mask"])
     assert pipe.backend == "pt" and pipe("a <mask>", top_k=1)[0]["token"] >= 0
+
+
+# ------------------------------------------------------------------------------------------------ layering
+def test_importing_pipelines_and_inference_loads_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, xlmr, xlmr.pipelines, xlmr.common.tasks.inference; xlmr.pipeline; "
+            "loaded = [m for m in ('torch', 'tensorflow', 'keras', 'jax', 'flax') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_inference_examples_run():
+    import doctest
+
+    import xlmr.common.tasks.inference as inference
+
+    result = doctest.testmod(inference)
+    assert result.attempted > 5 and result.failed == 0
