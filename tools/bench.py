@@ -563,17 +563,26 @@ def print_report(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="bench.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
-    parser.add_argument("--sections", default=",".join(SECTIONS))
-    parser.add_argument("--shapes", default=",".join(SHAPES))
-    parser.add_argument("--sizes", default=",".join(SIZES))
-    parser.add_argument("--dtypes", default=",".join(DTYPES))
-    parser.add_argument("--backends", default=",".join(BACKENDS))
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--no-hf", dest="hf", action="store_false", help="skip HF's classes")
-    parser.add_argument("--quick", action="store_true", help="base, 8x128, fp32; no convert section")
-    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sections", default=",".join(SECTIONS), type=_subset("--sections", SECTIONS),
+                        metavar="LIST", help=f"comma-separated sections to run, of {','.join(SECTIONS)} (default: all)")
+    parser.add_argument("--shapes", default=",".join(SHAPES), type=_subset("--shapes", SHAPES), metavar="LIST",
+                        help=f"named model shapes for forward/mixed/convert, of {','.join(SHAPES)} (default: all)")
+    parser.add_argument("--sizes", default=",".join(SIZES), type=_subset("--sizes", SIZES), metavar="LIST",
+                        help=f"batch x sequence sizes for forward, of {','.join(SIZES)} (default: all)")
+    parser.add_argument("--dtypes", default=",".join(DTYPES), type=_subset("--dtypes", DTYPES), metavar="LIST",
+                        help=f"compute dtypes for forward, of {','.join(DTYPES)} (default: all)")
+    parser.add_argument("--backends", default=",".join(BACKENDS), type=_subset("--backends", BACKENDS),
+                        metavar="LIST", help=f"backends to measure, of {','.join(BACKENDS)} (default: all)")
+    parser.add_argument("--repeats", type=int, default=5, metavar="N",
+                        help="timed runs per measurement after warm-up; the median is reported (default: 5)")
+    parser.add_argument("--no-hf", dest="hf", action="store_false",
+                        help="skip HF transformers' classes (no ours/HF ratios)")
+    parser.add_argument("--quick", action="store_true",
+                        help="base shape, 8x128, fp32; sections peak,forward,mixed,tokenizer; at most 3 repeats")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON instead of tables")
     args = parser.parse_args(argv)
     if args.worker:
         task = json.loads(args.worker)
@@ -584,7 +593,8 @@ def main(argv: list[str] | None = None) -> int:
         args.sections = "peak,forward,mixed,tokenizer"
         args.repeats = min(args.repeats, 3)
     for name in ("sections", "shapes", "sizes", "dtypes", "backends"):
-        setattr(args, name, [x for x in getattr(args, name).split(",") if x])
+        value = getattr(args, name)
+        setattr(args, name, value if isinstance(value, list) else _subset(f"--{name}", ())(value))
 
     report = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                          f"{platform.platform()}, Python {platform.python_version()}"}
@@ -609,6 +619,18 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print_report(report)
     return 0
+
+
+def _subset(flag: str, allowed: tuple[str, ...]):
+    """An argparse type: a comma-separated subset of ``allowed`` (any names when ``allowed`` is empty)."""
+    def parse(text: str) -> list[str]:
+        items = [x for x in text.split(",") if x]
+        bad = [x for x in items if allowed and x not in allowed]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"{flag} takes a comma-separated subset of {','.join(allowed)}; "
+                                             f"got {text!r}")
+        return items
+    return parse
 
 
 def _cpu_name() -> str:

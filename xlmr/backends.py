@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from xlmr.common.extras import quiet_tensorflow
+
 BACKENDS = ("pt", "tf", "flax")
 # The module that must be importable for each backend, and the pip extra that installs it.
 FRAMEWORK_MODULES = {"pt": "torch", "tf": "tensorflow", "flax": "flax"}
@@ -65,6 +67,7 @@ def to_backend(backend: str, array: Any) -> Any:
 
         return torch.from_numpy(array)
     if backend == "tf":
+        quiet_tensorflow()
         import tensorflow as tf
 
         return tf.constant(array)

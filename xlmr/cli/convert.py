@@ -22,6 +22,7 @@ import numpy as np
 
 from xlmr.cli.parity import class_config, compare, inputs_for, installed_backends, make_batch, run_backend
 from xlmr.common.checkpoint import read_checkpoint
+from xlmr.common.checkpoint.fairseq import is_fairseq_folder
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import tolerance
 from xlmr.common.convert import DTYPES, FORMATS, ConversionError, convert
@@ -79,7 +80,8 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("src", help="source checkpoint folder")
+    parser.add_argument("src", help="source checkpoint folder (any HF format, or fairseq's model.pt + dict.txt + "
+                        "sentencepiece.bpe.model)")
     parser.add_argument("dst", help="destination folder (must not exist unless --force)")
     parser.add_argument("--to", required=True, choices=FORMATS, help="target format")
     parser.add_argument("--dtype", choices=DTYPES, default=None, help="cast floating tensors (default: keep)")
@@ -90,6 +92,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.verify and is_fairseq_folder(args.src):  # the reference would be fairseq itself, not installed here
+        raise ConversionError(f"--verify runs SRC in a backend, which a fairseq folder ({args.src}) is not; convert "
+                              "without --verify, then check DST with `xlmr parity DST`")
     start = time.perf_counter()
     summary = convert(args.src, args.dst, args.to, dtype=args.dtype, force=args.force,
                       max_shard_size=args.max_shard_size)

@@ -16,6 +16,7 @@ import sys
 COMMANDS = {
     "convert": "xlmr.cli.convert",
     "parity": "xlmr.cli.parity",
+    "trim-vocab": "xlmr.cli.trim",
 }
 
 
@@ -39,9 +40,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # TF's and XLA's C++ logging (CUDA probes, oneDNN notices) is noise for a command-line user; a value the user
-    # set is kept.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     args = build_parser().parse_args(argv)
     try:
         return int(args.module.run(args) or 0)

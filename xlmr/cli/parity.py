@@ -13,11 +13,14 @@ Backends are driven through ``xlmr.backends`` (numpy in, numpy out), which impor
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import gc
 import argparse
 import json
 import time
 import itertools
+import multiprocessing
 import sys
 import os
 import warnings
@@ -25,9 +28,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xlmr.backends import BACKENDS, call_model, installed_backends, model_class, to_numpy
+from xlmr.backends import BACKENDS, EXTRAS, call_model, installed_backends, model_class, to_numpy
+from xlmr.common.checkpoint import find_checkpoint
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import tolerance
+from xlmr.common.hub import DEFAULT_FOLDER, resolve
 from xlmr.common.weights import ARCHITECTURES
 
 HELP = "check that every installed backend gives the same outputs on a checkpoint, for all seven classes"
@@ -42,7 +47,12 @@ SENTENCES = [
     "Η γρήγορη καφέ αλεπού πηδά πάνω από τον τεμπέλη σκύλο.",
     "Mbweha mwepesi wa kahawia anaruka juu ya mbwa mvivu.",
 ]
-DEFAULT_CHECKPOINT = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets", "default")
+DEFAULT_CHECKPOINT = DEFAULT_FOLDER
+# Outputs of the embedded default checkpoint, computed once (tools/make_reference_outputs.py) and checked against
+# all three backends by the test suite: with one backend installed, `xlmr parity` compares it with these.
+REFERENCE_FILE = "reference_outputs.npz"
+REFERENCE_VOCAB_STRIDE = 16
+ISOLATE_BYTES = 256 * 2**20
 
 
 # ------------------------------------------------------------------------------------------------ inputs
@@ -123,7 +133,7 @@ def _flatten(prefix: str, value: Any, out: dict[str, np.ndarray], to_numpy: Call
         for i, v in enumerate(value):
             _flatten(f"{prefix}.{i}", v, out, to_numpy)
     else:
-        out[prefix] = np.asarray(to_numpy(value), dtype=np.float64)
+        out[prefix] = np.asarray(to_numpy(value), dtype=np.float32)  # compared in float64
 
 
 def run_backend(backend: str, architecture: str, checkpoint: str, config: XLMRobertaConfig,
@@ -165,26 +175,108 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> tuple[float, 
     for key in a:
         if a[key].shape != b[key].shape:
             return float("inf"), f"{key}: shape {a[key].shape} vs {b[key].shape}"
-        d = float(np.max(np.abs(a[key] - b[key]))) if a[key].size else 0.0
+        d = float(np.max(np.abs(a[key].astype(np.float64) - b[key]))) if a[key].size else 0.0
         if not np.isfinite(d) or d > worst:
             worst, name = d, key
     return worst, name
 
 
+def _release(backend: str) -> None:
+    """Free the model just run before the next one loads (Keras keeps layers alive in its global graph state)."""
+    gc.collect()
+    if backend == "tf":
+        import keras
+
+        keras.backend.clear_session()
+    elif backend == "flax":
+        import jax
+
+        jax.clear_caches()
+    gc.collect()
+
+
+def _progress(total: int, enabled: bool | None):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="class", file=sys.stderr, leave=False,
+                disable=not (sys.stderr.isatty() if enabled is None else enabled))
+
+
+def reference_outputs(checkpoint: str) -> dict[str, dict[str, np.ndarray]] | None:
+    """The outputs shipped beside a checkpoint (``reference_outputs.npz``: ``CLASS/output`` keys), if any."""
+    path = os.path.join(checkpoint, REFERENCE_FILE)
+    if not os.path.isfile(path):
+        return None
+    out: dict[str, dict[str, np.ndarray]] = {}
+    with np.load(path) as data:
+        for key in data.files:
+            arch, _, name = key.partition("/")
+            out.setdefault(arch, {})[name] = data[key]
+    return out
+
+
+def reference_subset(outputs: dict[str, np.ndarray], vocab_size: int) -> dict[str, np.ndarray]:
+    """The outputs a reference file keeps: everything but the per-layer hidden states and attentions, and every
+    16th vocabulary column of the LM logits (all of them would make the file 14 MB, for little more coverage)."""
+    return {k: v[..., ::REFERENCE_VOCAB_STRIDE] if v.shape[-1:] == (vocab_size,) else v
+            for k, v in outputs.items() if k.split(".")[0] not in ("hidden_states", "attentions", "cross_attentions")}
+
+
+def _weights_bytes(checkpoint: str) -> int:
+    return sum(os.path.getsize(f) for f in find_checkpoint(checkpoint)[1])
+
+
+def _run_classes(backend: str, checkpoint: str, jobs: dict[str, tuple[XLMRobertaConfig, dict[str, np.ndarray]]],
+                 seed: int, dtype: str | None, done: Callable[[], Any] = lambda: None) -> dict[str, Any]:
+    """Every class in one backend, releasing each model before the next loads."""
+    out = {}
+    for arch, (cfg, inputs) in jobs.items():
+        out[arch] = run_backend(backend, arch, checkpoint, cfg, inputs, seed, dtype)
+        _release(backend)
+        done()
+    return out
+
+
 def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITECTURES, seed: int = 0,
-                     dtype: str = "float32") -> tuple[Batch, list[Row]]:
+                     dtype: str = "float32", progress: bool | None = None,
+                     reference: dict[str, dict[str, np.ndarray]] | None = None,
+                     isolate: bool | None = None) -> tuple[Batch, list[Row]]:
+    """Run every class in each backend, one backend at a time, and compare each pair of backends.
+
+    With ``reference`` (outputs computed once and shipped, see ``reference_outputs``), each backend is also compared
+    with it, so that a single installed backend can be checked. ``isolate`` runs each backend in a child process
+    (default: when the weights pass ``ISOLATE_BYTES``), so that one framework's memory is gone before the next
+    loads: frameworks keep freed memory in their own pools.
+    """
     config = XLMRobertaConfig.from_pretrained(checkpoint)
     batch = make_batch(checkpoint, config, seed)
     base_sized = config.hidden_size >= 768
+    configs = {arch: class_config(arch, config) for arch in architectures}
+    jobs = {arch: (cfg, inputs_for(arch, batch, cfg, seed)) for arch, cfg in configs.items()}
+    compute = None if dtype == "float32" else dtype
+    if isolate is None:  # a child process per backend returns all its memory; worth it only for big checkpoints
+        isolate = _weights_bytes(checkpoint) > ISOLATE_BYTES
+    results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    with _progress(len(backends) * len(architectures), progress) as bar:
+        for backend in backends:
+            bar.set_description(f"parity {backend}")
+            if isolate:
+                context = multiprocessing.get_context("spawn")
+                with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
+                    results[backend] = pool.submit(_run_classes, backend, checkpoint, jobs, seed, compute).result()
+                bar.update(len(architectures))
+            else:
+                results[backend] = _run_classes(backend, checkpoint, jobs, seed, compute, bar.update)
+    limit = tolerance(dtype, base_sized)
     rows = []
     for arch in architectures:
-        cfg = class_config(arch, config)
-        inputs = inputs_for(arch, batch, cfg, seed)
-        results = {b: run_backend(b, arch, checkpoint, cfg, inputs, seed, None if dtype == "float32" else dtype)
-                   for b in backends}
         for x, y in itertools.combinations(backends, 2):
-            d, worst = compare(results[x], results[y])
-            rows.append(Row(arch, f"{x}-{y}", d, worst, tolerance(dtype, base_sized), len(results[x])))
+            d, worst = compare(results[x][arch], results[y][arch])
+            rows.append(Row(arch, f"{x}-{y}", d, worst, limit, len(results[x][arch])))
+        if reference is not None:
+            for x in backends:
+                d, worst = compare(reference_subset(results[x][arch], config.vocab_size), reference[arch])
+                rows.append(Row(arch, f"{x}-ref", d, worst, limit, len(reference[arch])))
     return batch, rows
 
 
@@ -196,46 +288,59 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed for new heads, labels and random ids")
 
 
+def _second_backend_hint(installed: list[str]) -> str:
+    missing = [b for b in BACKENDS if b not in installed]
+    return " or ".join(f"pip install 'xlmr[{EXTRAS[b]}]'" for b in missing)
+
+
 def run(args: argparse.Namespace) -> int:
     parser = args.parser
     wanted = [b for b in args.backends.split(",") if b]
     unknown = sorted(set(wanted) - set(BACKENDS))
     if unknown:
         parser.error(f"unknown backend(s) {unknown}; choose from {', '.join(BACKENDS)}")
-    backends = [b for b in wanted if b in installed_backends()]
-    if len(backends) < 2:
-        parser.error(f"parity needs at least two installed backends; installed among {wanted}: {backends}")
+    installed = installed_backends()
+    backends = [b for b in wanted if b in installed]
+    if not backends:
+        parser.error(f"none of the backends {','.join(wanted)} is installed for {sys.executable}; install one with "
+                     f"{_second_backend_hint([])}")
     classes = args.classes.split(",") if args.classes else list(ARCHITECTURES)
     bad = sorted(set(classes) - set(ARCHITECTURES))
     if bad:
         parser.error(f"unknown class(es) {bad}; choose from {', '.join(ARCHITECTURES)}")
 
     report, failed = [], False
-    for checkpoint in args.checkpoints or [DEFAULT_CHECKPOINT]:
-        if not os.path.isdir(checkpoint):
-            print(f"{args.prog}: error: checkpoint folder {checkpoint} does not exist", file=sys.stderr)
-            return 2
+    for name in args.checkpoints or [DEFAULT_CHECKPOINT]:
+        checkpoint = resolve(name)
+        reference = None
+        if len(backends) < 2:
+            reference = reference_outputs(checkpoint) if args.seed == 0 else None
+            if reference is None:
+                raise ValueError(f"parity compares backends, and only {backends[0]} is "
+                                 f"{'installed' if len(installed) < 2 else 'selected'}"
+                                 + (f"; {name} ships no reference outputs to compare with" if args.seed == 0
+                                    else "; reference outputs exist for --seed 0 only")
+                                 + (f": add a second backend with {_second_backend_hint(installed)}"
+                                    if len(installed) < 2 else ": pass --backends with two of them"))
+        fmt, files = find_checkpoint(checkpoint)
         start = time.perf_counter()
-        try:
-            batch, rows = check_checkpoint(checkpoint, backends, classes, seed=args.seed)
-        except (OSError, ValueError, KeyError) as e:
-            print(f"{args.prog}: error: {checkpoint}: {e}", file=sys.stderr)
-            return 2
+        batch, rows = check_checkpoint(checkpoint, backends, classes, seed=args.seed, reference=reference)
         failed |= any(not r.passed for r in rows)
-        report.append({"checkpoint": checkpoint, "inputs": batch.source,
-                       "shape": list(batch.inputs["input_ids"].shape), "seconds": time.perf_counter() - start,
-                       "rows": [dict(vars(r), passed=r.passed) for r in rows]})
+        report.append({"checkpoint": name, "folder": checkpoint, "weights": files, "format": fmt,
+                       "inputs": batch.source, "shape": list(batch.inputs["input_ids"].shape),
+                       "seconds": time.perf_counter() - start, "rows": [dict(vars(r), passed=r.passed) for r in rows]})
 
     if args.json:
         print(json.dumps({"passed": not failed, "backends": backends, "checkpoints": report}, indent=2))
     else:
         for entry in report:
-            print(f"\n{entry['checkpoint']}\n  inputs: {entry['inputs']}, shape {tuple(entry['shape'])}, "
-                  f"{entry['seconds']:.1f} s")
-            print(f"  {'class':38} {'pair':8} {'max-abs diff':>13} {'tolerance':>10}  result  worst output")
+            print(f"\n{entry['checkpoint']}\n  weights: {', '.join(entry['weights'])} ({entry['format']})"
+                  f"\n  inputs: {entry['inputs']}, shape {tuple(entry['shape'])}, {entry['seconds']:.1f} s")
+            print(f"  {'class':38} {'pair':9} {'max-abs diff':>13} {'tolerance':>10}  result  worst output")
             for r in entry["rows"]:
                 verdict = "pass" if r["passed"] else "FAIL"
-                print(f"  {r['architecture']:38} {r['pair']:8} {r['max_abs']:13.3e} {r['tolerance']:10.0e}  "
+                print(f"  {r['architecture']:38} {r['pair']:9} {r['max_abs']:13.3e} {r['tolerance']:10.0e}  "
                       f"{verdict:6}  {r['worst']}")
-        print(f"\n{'FAILED' if failed else 'all outputs agree'}: backends {', '.join(backends)}")
+        against = " and the shipped reference outputs" if len(backends) < 2 else ""
+        print(f"\n{'FAILED' if failed else 'all outputs agree'}: backends {', '.join(backends)}{against}")
     return 1 if failed else 0

@@ -17,6 +17,7 @@ import numpy as np
 from xlmr.common.config import CONFIG_NAME, XLMRobertaConfig
 from xlmr.common.io import atomic_directory
 from xlmr.common.checkpoint import FORMATS, find_checkpoint, read_checkpoint, save_pretrained
+from xlmr.common.checkpoint.fairseq import convert_fairseq, is_fairseq_folder
 from xlmr.common.weights import (ARCHITECTURES, WITH_POOLER, UnknownWeightError, infer_architecture, is_head_weight,
                                  kind_of, normalise_names, parameter_shapes)
 
@@ -104,6 +105,8 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool =
         raise ConversionError(f"destination {dst} is the source folder; choose another")
     if os.path.exists(dst) and not force:
         raise ConversionError(f"destination {dst} already exists; pass --force to replace it")
+    if is_fairseq_folder(src):  # the original release: model.pt + dict.txt + sentencepiece.bpe.model
+        return convert_fairseq(src, dst, to, dtype, force, max_shard_size)
     config = XLMRobertaConfig.from_pretrained(src)
     fmt, files = find_checkpoint(src)
     source = files[0] if len(files) == 1 else f"{src} ({len(files)} {fmt} shards)"

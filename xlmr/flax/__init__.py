@@ -12,10 +12,14 @@ Example:
 Importing this package imports JAX and Flax only, and registers the output classes as pytrees.
 """
 
-from xlmr.flax.batched import encode_batched
-from xlmr.flax.checks import checked_call
-from xlmr.flax.layers import KVCache
-from xlmr.flax.models import (
+from xlmr.common.extras import require
+
+require("flax")
+
+from xlmr.flax.batched import encode_batched  # noqa: E402
+from xlmr.flax.checks import checked_call  # noqa: E402
+from xlmr.flax.layers import KVCache  # noqa: E402
+from xlmr.flax.models import (  # noqa: E402
     XLMRobertaForCausalLM,
     XLMRobertaForMaskedLM,
     XLMRobertaForMultipleChoice,

@@ -11,9 +11,13 @@ Example:
     (1, 4, 100)
 """
 
-from xlmr.pt.batched import encode_batched
-from xlmr.pt.fast_linear import fast_path_enabled, set_fast_path
-from xlmr.pt.models import (
+from xlmr.common.extras import require
+
+require("pt")
+
+from xlmr.pt.batched import encode_batched  # noqa: E402
+from xlmr.pt.fast_linear import fast_path_enabled, set_fast_path  # noqa: E402
+from xlmr.pt.models import (  # noqa: E402
     XLMRobertaForCausalLM,
     XLMRobertaForMaskedLM,
     XLMRobertaForMultipleChoice,

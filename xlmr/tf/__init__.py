@@ -17,6 +17,48 @@ from __future__ import annotations
 
 import os
 
+import re
+import sys
+import tempfile
+
+from xlmr.common.extras import quiet_tensorflow, require
+
+require("tf")
+
+# TF 2.21 writes its start-up notices (oneDNN, missing CUDA drivers, CPU features, ``failed call to cuInit``)
+# through absl before TF_CPP_MIN_LOG_LEVEL is read, so the variable alone does not silence them. Unless the user
+# chose a level, TensorFlow is imported (and its devices probed) with file descriptor 2 captured, and whatever is
+# not such a log line is written back to stderr.
+_TF_LOG_LINE = re.compile(r"(?:[IWE]\d{4} [\d:.]+ +\d+ \S+:\d+\] .*"
+                          r"|WARNING: All log messages before absl::InitializeLog\(\) is called.*"
+                          r"|To enable the following instructions: .*rebuild TensorFlow.*)")
+
+
+def _import_tensorflow_quietly() -> None:
+    user_chose = "TF_CPP_MIN_LOG_LEVEL" in os.environ
+    quiet_tensorflow()
+    if user_chose or "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import keras  # noqa: F401  (Keras loads a second TF library, which logs again)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()  # the CUDA probe happens here, not at the first op
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            rest = [line for line in captured.read().decode(errors="replace").splitlines()
+                    if line.strip() and not _TF_LOG_LINE.fullmatch(line)]
+            if rest:
+                print("\n".join(rest), file=sys.stderr)
+
+
+_import_tensorflow_quietly()
+
 _FIX = ("set the environment variable KERAS_BACKEND=tensorflow before the first `import keras` (or "
         '"backend": "tensorflow" in ~/.keras/keras.json), or use xlmr.flax (JAX) / xlmr.pt (PyTorch)')
 

@@ -93,6 +93,11 @@ class _Unpickler(pickle.Unpickler):
         raise CheckpointError(f"{self.path}: refused to unpickle global {module}.{name}: a state dict needs only "
                               "tensors, and nothing else in the file is executed")
 
+    @staticmethod
+    def state_dict(path: str, obj: Any) -> list[tuple[str, _Tensor]]:
+        """The (name, tensor) pairs of the unpickled object, which must be a flat state dict."""
+        return _state_dict(path, obj)
+
     def persistent_load(self, pid: Any) -> _Storage:
         if self.storages is None or not isinstance(pid, tuple) or len(pid) not in (5, 6) or pid[0] != "storage" \
                 or not isinstance(pid[1], _StorageType):
@@ -107,9 +112,9 @@ class _Unpickler(pickle.Unpickler):
         return storage
 
 
-def _unpickle(path: str, data: Any, storages: dict[str, _Storage] | None) -> Any:
+def _unpickle(path: str, data: Any, storages: dict[str, _Storage] | None, unpickler: type = _Unpickler) -> Any:
     try:
-        return _Unpickler(data if hasattr(data, "read") else io.BytesIO(data), path, storages).load()
+        return unpickler(data if hasattr(data, "read") else io.BytesIO(data), path, storages).load()
     except CheckpointError:
         raise
     except Exception as e:  # a corrupt pickle raises anything from EOFError to UnpicklingError to TypeError
@@ -166,7 +171,7 @@ def _zip_record(path: str, buf: Any, info: zipfile.ZipInfo) -> int:
     return start
 
 
-def _read_zip(path: str, buf: Any) -> list[tuple[str, np.ndarray]]:
+def _read_zip(path: str, buf: Any, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
     try:
         with zipfile.ZipFile(path) as archive:
             infos = {info.filename: info for info in archive.infolist()}
@@ -179,7 +184,7 @@ def _read_zip(path: str, buf: Any) -> list[tuple[str, np.ndarray]]:
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
         raise CheckpointError(f"{path}: truncated or corrupt zip archive ({e})") from None
     storages: dict[str, _Storage] = {}
-    tensors = _state_dict(path, _unpickle(path, data, storages))
+    tensors = unpickler.state_dict(path, _unpickle(path, data, storages, unpickler))
     for key, storage in storages.items():
         info = infos.get(f"{root}data/{key}")
         if info is None:
@@ -193,12 +198,12 @@ def _read_zip(path: str, buf: Any) -> list[tuple[str, np.ndarray]]:
     return [(name, _materialise(path, name, t, big)) for name, t in tensors]
 
 
-def _read_legacy(path: str, buf: Any) -> list[tuple[str, np.ndarray]]:
+def _read_legacy(path: str, buf: Any, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
     with open(path, "rb") as f:  # the pickles are read from the file, the storages viewed in the map
-        return _read_legacy_from(path, buf, f)
+        return _read_legacy_from(path, buf, f, unpickler)
 
 
-def _read_legacy_from(path: str, buf: Any, f: Any) -> list[tuple[str, np.ndarray]]:
+def _read_legacy_from(path: str, buf: Any, f: Any, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
     magic = _unpickle(path, f, None)
     if magic != _LEGACY_MAGIC:
         raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor torch's legacy format)")
@@ -206,7 +211,7 @@ def _read_legacy_from(path: str, buf: Any, f: Any) -> list[tuple[str, np.ndarray
         raise CheckpointError(f"{path}: unsupported legacy torch protocol version")
     sys_info = _unpickle(path, f, None)
     storages: dict[str, _Storage] = {}
-    tensors = _state_dict(path, _unpickle(path, f, storages))
+    tensors = unpickler.state_dict(path, _unpickle(path, f, storages, unpickler))
     keys = _unpickle(path, f, None)
     offset = f.tell()
     for key in keys if isinstance(keys, list) else ():
@@ -225,15 +230,19 @@ def _read_legacy_from(path: str, buf: Any, f: Any) -> list[tuple[str, np.ndarray
     return [(name, _materialise(path, name, t, big)) for name, t in tensors]
 
 
-def read(path: str) -> list[tuple[str, np.ndarray]]:
-    """[(name, array)] of a torch state dict; contiguous tensors are views of the memory-mapped file."""
+def read(path: str, unpickler: type = _Unpickler) -> list[tuple[str, np.ndarray]]:
+    """[(name, array)] of a torch state dict; contiguous tensors are views of the memory-mapped file.
+
+    ``unpickler`` (a subclass of ``_Unpickler``) is the hook for other torch pickles (fairseq's ``model.pt``):
+    its ``find_class`` allows more globals, its ``state_dict(path, obj)`` finds the tensors in what it unpickled.
+    """
     buf = map_file(path)
     head = bytes(buf[:32])
     check_not_lfs_pointer(path, head)
     if head[:4] == b"PK\x03\x04":
-        return _read_zip(path, buf)
+        return _read_zip(path, buf, unpickler)
     if head[:1] == b"\x80":
-        return _read_legacy(path, buf)
+        return _read_legacy(path, buf, unpickler)
     raise CheckpointError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor torch's legacy format)")
 
 
