@@ -12,7 +12,7 @@ import pytest
 import xlmr
 from xlmr.backends import installed_backends
 
-from conftest import MAX_LENGTH, texts
+from pipeline_support import ARCHITECTURES, MAX_LENGTH, texts
 
 TOL = 1e-5
 BACKENDS = installed_backends()
@@ -111,8 +111,6 @@ def test_a_batch_gives_what_each_input_gives_alone(pipes):
 @pytest.fixture(scope="module")
 def hf(checkpoints, hf_tokenizer):
     import transformers
-
-    from conftest import ARCHITECTURES
 
     def get(task: str) -> Any:
         model = getattr(transformers, ARCHITECTURES[task][0]).from_pretrained(checkpoints[task]).eval()
