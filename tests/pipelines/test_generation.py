@@ -43,6 +43,7 @@ def run(backend, model, *args, **kwargs) -> np.ndarray:
     return to_numpy(backend, model.generate(*args, **kwargs)).astype(np.int64)
 
 
+@pytest.mark.slow  # tf traces and flax compiles the prompt and the step
 def test_greedy_tokens_are_identical_in_every_backend_with_left_padding(models):
     ids, mask = left_padded(PROMPTS)
     out = {b: run(b, m, ids, mask, max_new_tokens=12, eos_token_id=-1) for b, m in models.items()}

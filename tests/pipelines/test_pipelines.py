@@ -12,7 +12,7 @@ import pytest
 import xlmr
 from xlmr.backends import installed_backends
 
-from conftest import MAX_LENGTH, texts
+from pipeline_support import ARCHITECTURES, MAX_LENGTH, texts
 
 TOL = 1e-5
 BACKENDS = installed_backends()
@@ -27,14 +27,14 @@ CALLS: dict[str, list[tuple[Any, dict[str, Any]]]] = {
         ("Everyone has the right to <mask>.", {"targets": ["▁life", "▁liberty", "freedom"]}),
     ],
     "text-classification": [
-        (TEXTS[:12], {}),
+        (TEXTS[:6], {}),
         (TEXTS[3], {"top_k": None}),
         ({"text": TEXTS[0], "text_pair": TEXTS[1]}, {"top_k": 2, "function_to_apply": "sigmoid"}),
     ],
     "token-classification": [
         (LONG, {"aggregation_strategy": s}) for s in ("none", "simple", "first", "average", "max")
     ] + [
-        (TEXTS[:8], {"aggregation_strategy": "simple", "ignore_labels": []}),
+        (TEXTS[:4], {"aggregation_strategy": "simple", "ignore_labels": []}),
         (TEXTS[0].split(), {"is_split_into_words": True, "aggregation_strategy": "first"}),
     ],
     "question-answering": [
@@ -46,7 +46,7 @@ CALLS: dict[str, list[tuple[Any, dict[str, Any]]]] = {
         ([{"prompt": TEXTS[0], "choices": TEXTS[1:4]}, {"prompt": TEXTS[4], "choices": TEXTS[5:7]}], {}),
     ],
     "feature-extraction": [
-        (TEXTS[:10], {}),
+        (TEXTS[:4], {}),
         (TEXTS[2], {"pooling": "cls", "normalize": True}),
         (TEXTS[:3], {"pooling": None}),
     ],
@@ -85,6 +85,7 @@ def pipes(checkpoints):
     return get
 
 
+@pytest.mark.slow  # flax compiles each bucket shape of each task's model
 @pytest.mark.parametrize("task", list(CALLS))
 def test_every_backend_gives_the_same_labels_spans_tokens_and_scores(pipes, task):
     if len(BACKENDS) < 2:
@@ -110,8 +111,6 @@ def test_a_batch_gives_what_each_input_gives_alone(pipes):
 @pytest.fixture(scope="module")
 def hf(checkpoints, hf_tokenizer):
     import transformers
-
-    from conftest import ARCHITECTURES
 
     def get(task: str) -> Any:
         model = getattr(transformers, ARCHITECTURES[task][0]).from_pretrained(checkpoints[task]).eval()
@@ -316,3 +315,23 @@ def test_a_loaded_model_needs_its_class_and_a_tokenizer(checkpoints):
         xlmr.pipeline("fill-mask", model=model, backend="tf", tokenizer=checkpoints["fill-mask"])
     pipe = xlmr.pipeline("fill-mask", model=model, tokenizer=checkpoints["fill-mask"])
     assert pipe.backend == "pt" and pipe("a <mask>", top_k=1)[0]["token"] >= 0
+
+
+# ------------------------------------------------------------------------------------------------ layering
+def test_importing_pipelines_and_inference_loads_no_framework():
+    import subprocess
+    import sys
+
+    code = ("import sys, xlmr, xlmr.pipelines, xlmr.common.tasks.inference; xlmr.pipeline; "
+            "loaded = [m for m in ('torch', 'tensorflow', 'keras', 'jax', 'flax') if m in sys.modules]; "
+            "assert not loaded, loaded")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_inference_examples_run():
+    import doctest
+
+    import xlmr.common.tasks.inference as inference
+
+    result = doctest.testmod(inference)
+    assert result.attempted > 5 and result.failed == 0

@@ -26,7 +26,11 @@ DEFAULT_MODEL = os.path.join(os.path.dirname(os.path.dirname(__file__)), "assets
 
 
 def backend_of(model: Any) -> str | None:
-    """The backend a loaded xlmr model belongs to (``xlmr.pt.models.X`` -> "pt"), or None for anything else."""
+    """The backend a loaded xlmr model belongs to (``xlmr.pt.models.X`` -> "pt"), or None for anything else.
+
+    >>> backend_of(object()) is None
+    True
+    """
     parts = type(model).__module__.split(".")
     return parts[1] if len(parts) > 1 and parts[0] == "xlmr" and parts[1] in backends.BACKENDS else None
 
@@ -127,7 +131,9 @@ class Pipeline:
         """
         results: list[dict[str, np.ndarray] | None] = [None] * len(sequences)
         limit = self.config.max_sequence_length
-        for bucket in batching.plan_buckets(sequences, self.config.pad_token_id):
+        # Under XLA (flax) each new bucket shape compiles, which costs more than some padding: fewer buckets.
+        call_cost = 256 if self.backend == "flax" else 32
+        for bucket in batching.plan_buckets(sequences, self.config.pad_token_id, call_cost=call_cost):
             # widths are rounded up to multiples of 8 (few shapes to compile); columns past the position limit
             # can only be padding, since every sequence fits
             inputs = {"input_ids": bucket.input_ids[:, :limit], "attention_mask": bucket.attention_mask[:, :limit]}
@@ -165,7 +171,11 @@ class Pipeline:
 
 
 def as_batch(inputs: Any, name: str, kind: type | tuple[type, ...]) -> tuple[list[Any], bool]:
-    """(items, whether ``inputs`` was a list): one ``kind`` item or a non-empty list of them, else a ValueError."""
+    """(items, whether ``inputs`` was a list): one ``kind`` item or a non-empty list of them, else a ValueError.
+
+    >>> as_batch("a", "inputs", str), as_batch(["a", "b"], "inputs", str)
+    ((['a'], False), (['a', 'b'], True))
+    """
     if isinstance(inputs, kind):
         return [inputs], False
     if isinstance(inputs, (list, tuple)) and inputs and all(isinstance(x, kind) for x in inputs):

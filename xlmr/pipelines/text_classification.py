@@ -21,8 +21,9 @@ _LEGACY = object()  # top_k not given: HF's legacy shape, the best label only
 
 class TextClassificationPipeline(Pipeline):
     """HF's output shapes: without ``top_k`` a text gives ``[{"label", "score"}]``, a pair dict that dict, and a
-    list of inputs one dict each; with ``top_k`` (None for all labels) each text gives a list, best first. ``function_to_apply`` is
-    none, softmax or sigmoid; by default sigmoid for multi-label or single-output models, else softmax."""
+    list of inputs one dict each; with ``top_k`` (None for all labels) each input gives a list, best first.
+    ``function_to_apply`` is none, softmax or sigmoid; by default sigmoid for multi-label or single-output
+    models, else softmax."""
 
     task = "text-classification"
     architecture = "XLMRobertaForSequenceClassification"

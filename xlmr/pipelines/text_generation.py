@@ -52,7 +52,9 @@ class TextGenerationPipeline(Pipeline):
         generate = importlib.import_module(f"xlmr.{self.backend}.generation").generate
         pad = self.config.pad_token_id
         results: list[Any] = [None] * len(texts)
-        for bucket in batching.plan_buckets(prompts, pad, pad_to_multiple_of=1):
+        # A bucket costs one call per new token, so merging prompts of different lengths usually pays.
+        call_cost = 32 * (1 + settings["max_new_tokens"])
+        for bucket in batching.plan_buckets(prompts, pad, pad_to_multiple_of=1, call_cost=call_cost):
             # plan_buckets pads on the right; a decoder continues from the last column, so move padding left
             ids, mask = bucket.input_ids.copy(), bucket.attention_mask.copy()
             for row, index in enumerate(bucket.indices):

@@ -163,6 +163,11 @@ def token_pieces(text: str, ids: Sequence[int], tokens: Sequence[str], scores: n
 
     A piece continues a word when it does not start the text and no space touches its first character; an
     unknown piece is shown as the text it covers and starts a word.
+
+    >>> pieces = token_pieces("Everyone has", [5665, 129, 11], ["▁Everyone", "▁ha", "s"], np.eye(3)[[0, 1, 1]],
+    ...                       [(0, 8), (8, 11), (11, 12)], first_index=1, unk_id=3)
+    >>> [(p.index, p.is_subword) for p in pieces]
+    [(1, False), (2, False), (3, True)]
     """
     pieces = []
     for i, (token_id, token, (start, end)) in enumerate(zip(ids, tokens, offsets)):
@@ -240,6 +245,15 @@ def aggregate_tokens(pieces: list[TokenPiece], strategy: str, id2label: dict[int
     ``average`` / ``max``: pieces first joined into words (one label per word), then grouped. Entities whose
     label is in ``ignore_labels`` are dropped. A group's ``word`` is the text of all its pieces (HF joins
     already-decoded words without their spaces).
+
+    >>> pieces = token_pieces("Ana Lima", [1, 2, 3], ["▁Ana", "▁Li", "ma"], np.array(
+    ...     [[0.1, 0.8, 0.1], [0.1, 0.2, 0.7], [0.6, 0.2, 0.2]]), [(0, 3), (3, 6), (6, 8)], 1, unk_id=0)
+    >>> join = lambda tokens: "".join(tokens).replace("▁", " ").strip()
+    >>> labels = {0: "O", 1: "B-PER", 2: "I-PER"}
+    >>> [(e["entity_group"], e["word"], e["start"], e["end"]) for e in aggregate_tokens(pieces, "first", labels, join)]
+    [('PER', 'Ana Lima', 0, 8)]
+    >>> [e["entity"] for e in aggregate_tokens(pieces, "none", labels, join)]
+    ['B-PER', 'I-PER']
     """
     check_choice("aggregation_strategy", strategy, AGGREGATION_STRATEGIES)
     if strategy in ("none", "simple"):
@@ -269,6 +283,10 @@ def merge_windows(entities: list[dict[str, Any]], strategy: str) -> list[dict[st
 
     Pieces (``none``) seen in two windows keep their better-scored copy; groups that overlap keep the longest
     span, then the higher score (HF's ``aggregate_overlapping_entities``).
+
+    >>> merge_windows([{"start": 0, "end": 4, "score": 0.9}, {"start": 2, "end": 9, "score": 0.5},
+    ...                {"start": 9, "end": 12, "score": 0.7}], "simple")
+    [{'start': 2, 'end': 9, 'score': 0.5}, {'start': 9, 'end': 12, 'score': 0.7}]
     """
     if strategy == "none":
         best: dict[int, dict[str, Any]] = {}
@@ -341,6 +359,14 @@ def decode_answers(windows: Sequence[AnswerWindow], context: str, top_k: int = 1
     Each window proposes ``2 * top_k + 10`` spans, widened to whole words (``align_to_words``); spans of equal
     text (ignoring case) add their scores; with ``handle_impossible_answer`` the lowest null score over the
     windows competes as the empty answer (start = end = 0), as in HF's pipeline.
+
+    >>> context = "Paris is big"                       # <s> question </s> </s> ▁Paris ▁is ▁big </s>
+    >>> offsets = [None, None, None, None, (0, 5), (5, 8), (8, 12), None]
+    >>> words = [None, None, None, None, 0, 1, 2, None]
+    >>> start, end = np.array([0, 0, 0, 0, 5.0, 0, 0, 0]), np.array([0, 0, 0, 0, 5.0, 0, 0, 0])
+    >>> answer = decode_answers([AnswerWindow(start, end, offsets, words)], context)[0]
+    >>> answer["answer"], answer["start"], answer["end"], round(answer["score"], 3)
+    ('Paris', 0, 5, 0.961)
     """
     min_null, answers = 1e6, []
     for window in windows:
@@ -436,7 +462,10 @@ def next_tokens(logits: np.ndarray, do_sample: bool, temperature: float, top_k: 
 
 def prompt_positions(attention_mask: np.ndarray, padding_idx: int) -> np.ndarray:
     """XLM-R's position ids of a (left-)padded prompt: padding_idx + 1, + 2, ... along each row's real tokens,
-    padding_idx on padding, which is what the model computes itself for an unpadded row."""
+    padding_idx on padding, which is what the model computes itself for an unpadded row.
+
+    >>> prompt_positions(np.array([[0, 1, 1], [1, 1, 1]]), padding_idx=1).tolist()
+    [[1, 2, 3], [2, 3, 4]]"""
     return np.where(attention_mask != 0, np.cumsum(attention_mask, axis=1) + padding_idx, padding_idx)
 
 
@@ -471,6 +500,17 @@ def generate_ids(forward: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndar
     ``attention_mask`` covers the cache and the new ids. Rows stop at ``eos_token_id`` (config's by default)
     and are padded with ``pad_token_id`` afterwards; decoding ends when every row has stopped or after
     ``max_new_tokens``. Returns (batch, prompt length + generated) int64 ids.
+
+    A stand-in model that always predicts "previous token + 1", with eos 4 (row 1 is padded once it has stopped):
+
+    >>> from types import SimpleNamespace
+    >>> config = SimpleNamespace(vocab_size=10, max_sequence_length=16, max_position_embeddings=18,
+    ...                          eos_token_id=4, pad_token_id=1)
+    >>> def forward(ids, mask, positions):
+    ...     return np.eye(10)[ids[:, -1] + 1]
+    >>> generate_ids(forward, np.array([[1, 0, 2], [0, 1, 3]]), np.array([[0, 1, 1], [1, 1, 1]]), config,
+    ...              max_new_tokens=5).tolist()
+    [[1, 0, 2, 3, 4], [0, 1, 3, 4, 1]]
     """
     check_generation_arguments(max_new_tokens, do_sample, temperature, top_k, top_p)
     ids, mask = check_prompt(input_ids, attention_mask, config.vocab_size)
