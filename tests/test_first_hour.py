@@ -61,3 +61,78 @@ def test_bench_help_documents_every_option_and_its_choices():
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--sizes takes a comma-separated subset of 1x128,8x128,32x128,8x512; got '9x9'" \
         in bad.stderr
+
+
+# ------------------------------------------------------------------------------------------------ names and Hub ids
+def _hub_cache(root):
+    """A Hugging Face cache laid out by hand, as huggingface_hub documents it, holding the default checkpoint."""
+    import shutil
+
+    from xlmr.common.hub import DEFAULT_FOLDER
+
+    repo = root / "models--someone--tiny-xlmr"
+    snapshot = repo / "snapshots" / ("c" * 40)
+    snapshot.mkdir(parents=True)
+    for name in os.listdir(DEFAULT_FOLDER):
+        shutil.copyfile(os.path.join(DEFAULT_FOLDER, name), snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("c" * 40)
+    return root
+
+
+@pytest.mark.parametrize("backend", installed_backends())
+def test_every_backend_loads_the_default_by_name_and_a_hub_id_offline(backend, tmp_path, monkeypatch):
+    import numpy as np
+
+    from xlmr import XLMRobertaTokenizer, XLMRobertaTokenizerFast
+    from xlmr.backends import call_model, model_class, to_numpy
+
+    monkeypatch.chdir(tmp_path)  # not the repository: the name must work from anywhere
+    cache = _hub_cache(tmp_path / "hub")
+    cls = model_class(backend, "XLMRobertaForMaskedLM")
+    by_name = cls.from_pretrained("xlmr-default")
+    by_id = cls.from_pretrained("someone/tiny-xlmr", cache_dir=str(cache), local_files_only=True)
+    fast = XLMRobertaTokenizerFast.from_pretrained("someone/tiny-xlmr", cache_dir=str(cache), local_files_only=True)
+    slow = XLMRobertaTokenizer.from_pretrained("xlmr-default")
+    batch = fast(["Hello <mask>!"], return_tensors="np")
+    assert batch["input_ids"].tolist() == slow(["Hello <mask>!"], return_tensors="np")["input_ids"].tolist()
+    a = to_numpy(backend, call_model(backend, by_name, dict(batch)).logits)
+    b = to_numpy(backend, call_model(backend, by_id, dict(batch)).logits)
+    assert np.array_equal(a, b)
+    with pytest.raises(OSError, match="not in the Hugging Face cache"):
+        cls.from_pretrained("someone/missing", cache_dir=str(cache), local_files_only=True)
+
+
+@pytest.mark.parametrize("backend", installed_backends())
+def test_new_head_warning_points_at_the_users_line(backend):
+    import warnings
+
+    from xlmr.backends import model_class
+
+    cls = model_class(backend, "XLMRobertaForSequenceClassification")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        cls.from_pretrained("xlmr-default", num_labels=3)
+    ours = [w for w in caught if "newly initialised" in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__, (ours[0].filename, ours[0].lineno)
+
+
+def test_parity_reads_the_weights_format_asked_for(tmp_path, capsys):
+    import json
+    import shutil
+
+    from xlmr.cli.main import main
+    from xlmr.common.hub import DEFAULT_FOLDER
+
+    folder = tmp_path / "two-formats"
+    shutil.copytree(DEFAULT_FOLDER, folder)
+    assert main(["convert", DEFAULT_FOLDER, str(tmp_path / "flax"), "--to", "flax"]) == 0
+    shutil.copyfile(tmp_path / "flax" / "flax_model.msgpack", folder / "flax_model.msgpack")
+    capsys.readouterr()
+    backends = ",".join(installed_backends()[:2])
+    assert main(["parity", str(folder), "--format", "flax", "--json", "--backends", backends,
+                 "--classes", "XLMRobertaModel"]) == 0
+    entry = json.loads(capsys.readouterr().out)["checkpoints"][0]
+    assert entry["format"] == "flax" and entry["weights"] == [str(folder / "flax_model.msgpack")]
+    assert main(["parity", str(folder), "--json", "--backends", backends, "--classes", "XLMRobertaModel"]) == 0
+    assert json.loads(capsys.readouterr().out)["checkpoints"][0]["format"] == "safetensors"

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from xlmr.backends import BACKENDS, EXTRAS, call_model, installed_backends, model_class, to_numpy
-from xlmr.common.checkpoint import find_checkpoint, iter_checkpoint, nonfinite
+from xlmr.common.checkpoint import FORMATS, find_checkpoint, iter_checkpoint, nonfinite
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import tolerance
 from xlmr.common.export_spec import class_config
@@ -129,14 +129,18 @@ def _flatten(prefix: str, value: Any, out: dict[str, np.ndarray], to_numpy: Call
 
 
 def run_backend(backend: str, architecture: str, checkpoint: str, config: XLMRobertaConfig,
-                inputs: dict[str, np.ndarray], seed: int = 0, dtype: str | None = None) -> dict[str, np.ndarray]:
-    """Load ``checkpoint`` as ``architecture`` in ``backend`` and return every output as float64 numpy."""
+                inputs: dict[str, np.ndarray], seed: int = 0, dtype: str | None = None,
+                format: str | None = None) -> dict[str, np.ndarray]:
+    """Load ``checkpoint`` (its ``format`` weights, when it holds several) as ``architecture`` in ``backend`` and
+    return every output as float32 numpy."""
     cls = model_class(backend, architecture)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # new heads are expected here; the report says so
         kwargs = {"config": config, "seed": seed}
         if dtype is not None:
             kwargs["dtype"] = dtype
+        if format is not None:
+            kwargs["format"] = format
         model = cls.from_pretrained(checkpoint, **kwargs)
     result = call_model(backend, model, inputs, output_hidden_states=True, output_attentions=True, return_dict=True)
     out: dict[str, np.ndarray] = {}
@@ -183,10 +187,10 @@ def compare(a: dict[str, np.ndarray], b: dict[str, np.ndarray], names: tuple[str
     return worst, name
 
 
-def nonfinite_weights(checkpoint: str) -> list[str]:
+def nonfinite_weights(checkpoint: str, format: str | None = None) -> list[str]:
     """'tensor NAME holds N NaN/inf values (first at index I)' for every such tensor of a checkpoint folder."""
     found = []
-    for name, array in iter_checkpoint(checkpoint):
+    for name, array in iter_checkpoint(checkpoint, format):
         bad = nonfinite(array)
         if bad:
             found.append(f"tensor {name} holds {bad[0]} NaN/inf value(s) (first at index {bad[1]})")
@@ -234,16 +238,17 @@ def reference_subset(outputs: dict[str, np.ndarray], vocab_size: int) -> dict[st
             for k, v in outputs.items() if k.split(".")[0] not in ("hidden_states", "attentions", "cross_attentions")}
 
 
-def _weights_bytes(checkpoint: str) -> int:
-    return sum(os.path.getsize(f) for f in find_checkpoint(checkpoint)[1])
+def _weights_bytes(checkpoint: str, format: str | None = None) -> int:
+    return sum(os.path.getsize(f) for f in find_checkpoint(checkpoint, format)[1])
 
 
 def _run_classes(backend: str, checkpoint: str, jobs: dict[str, tuple[XLMRobertaConfig, dict[str, np.ndarray]]],
-                 seed: int, dtype: str | None, done: Callable[[], Any] = lambda: None) -> dict[str, Any]:
+                 seed: int, dtype: str | None, format: str | None = None,
+                 done: Callable[[], Any] = lambda: None) -> dict[str, Any]:
     """Every class in one backend, releasing each model before the next loads."""
     out = {}
     for arch, (cfg, inputs) in jobs.items():
-        out[arch] = run_backend(backend, arch, checkpoint, cfg, inputs, seed, dtype)
+        out[arch] = run_backend(backend, arch, checkpoint, cfg, inputs, seed, dtype, format)
         _release(backend)
         done()
     return out
@@ -252,7 +257,7 @@ def _run_classes(backend: str, checkpoint: str, jobs: dict[str, tuple[XLMRoberta
 def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITECTURES, seed: int = 0,
                      dtype: str = "float32", progress: bool | None = None,
                      reference: dict[str, dict[str, np.ndarray]] | None = None,
-                     isolate: bool | None = None) -> tuple[Batch, list[Row]]:
+                     isolate: bool | None = None, format: str | None = None) -> tuple[Batch, list[Row]]:
     """Run every class in each backend, one backend at a time, and compare each pair of backends.
 
     With ``reference`` (outputs computed once and shipped, see ``reference_outputs``), each backend is also compared
@@ -261,9 +266,9 @@ def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITE
     loads: frameworks keep freed memory in their own pools.
     """
     config = XLMRobertaConfig.from_pretrained(checkpoint)
-    bad = nonfinite_weights(checkpoint)
+    bad = nonfinite_weights(checkpoint, format)
     if bad:  # every backend would give NaN: the checkpoint is at fault, not a backend
-        raise ValueError(f"{find_checkpoint(checkpoint)[1][0]}: {bad[0]}" +
+        raise ValueError(f"{find_checkpoint(checkpoint, format)[1][0]}: {bad[0]}" +
                          (f" (and {len(bad) - 1} more tensor(s))" if len(bad) > 1 else "") +
                          "; outputs computed from it cannot be compared")
     batch = make_batch(checkpoint, config, seed)
@@ -272,7 +277,7 @@ def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITE
     jobs = {arch: (cfg, inputs_for(arch, batch, cfg, seed)) for arch, cfg in configs.items()}
     compute = None if dtype == "float32" else dtype
     if isolate is None:  # a child process per backend returns all its memory; worth it only for big checkpoints
-        isolate = _weights_bytes(checkpoint) > ISOLATE_BYTES
+        isolate = _weights_bytes(checkpoint, format) > ISOLATE_BYTES
     results: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     with _progress(len(backends) * len(architectures), progress) as bar:
         for backend in backends:
@@ -280,10 +285,11 @@ def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITE
             if isolate:
                 context = multiprocessing.get_context("spawn")
                 with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as pool:
-                    results[backend] = pool.submit(_run_classes, backend, checkpoint, jobs, seed, compute).result()
+                    results[backend] = pool.submit(_run_classes, backend, checkpoint, jobs, seed, compute,
+                                                     format).result()
                 bar.update(len(architectures))
             else:
-                results[backend] = _run_classes(backend, checkpoint, jobs, seed, compute, bar.update)
+                results[backend] = _run_classes(backend, checkpoint, jobs, seed, compute, format, bar.update)
     limit = tolerance(dtype, base_sized)
     rows = []
     for arch in architectures:
@@ -304,6 +310,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated subset of pt,tf,flax")
     parser.add_argument("--classes", default=None, help="comma-separated class names (default: all seven)")
     parser.add_argument("--seed", type=int, default=0, help="seed for new heads, labels and random ids")
+    parser.add_argument("--format", choices=FORMATS, default=None,
+                        help="which weights to read when a folder holds several (default: the first of "
+                             f"{', '.join(FORMATS)})")
 
 
 def _second_backend_hint(installed: list[str]) -> str:
@@ -340,9 +349,10 @@ def run(args: argparse.Namespace) -> int:
                                     else "; reference outputs exist for --seed 0 only")
                                  + (f": add a second backend with {_second_backend_hint(installed)}"
                                     if len(installed) < 2 else ": pass --backends with two of them"))
-        fmt, files = find_checkpoint(checkpoint)
+        fmt, files = find_checkpoint(checkpoint, args.format)
         start = time.perf_counter()
-        batch, rows = check_checkpoint(checkpoint, backends, classes, seed=args.seed, reference=reference)
+        batch, rows = check_checkpoint(checkpoint, backends, classes, seed=args.seed, reference=reference,
+                                       format=args.format)
         failed |= any(not r.passed for r in rows)
         report.append({"checkpoint": name, "folder": checkpoint, "weights": files, "format": fmt,
                        "inputs": batch.source, "shape": list(batch.inputs["input_ids"].shape),

@@ -301,8 +301,11 @@ class XLMRobertaConfig:
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "XLMRobertaConfig":
-        """Read ``config.json`` from a checkpoint folder (or the file itself); keyword overrides win."""
-        path = os.fspath(path)
+        """Read ``config.json`` from a checkpoint folder (or the file itself), ``"xlmr-default"`` or a Hub id (with
+        huggingface_hub's ``revision``, ``cache_dir``, ``token``, ``local_files_only``); keyword overrides win."""
+        from xlmr.common.hub import pop_hub_options, resolve
+
+        path = resolve(path, weights=False, **pop_hub_options(overrides))
         file = os.path.join(path, CONFIG_NAME) if os.path.isdir(path) else path
         if os.path.isdir(path) and not os.path.exists(file):
             raise FileNotFoundError(f"no {CONFIG_NAME} in checkpoint folder {path}")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any
 
 DEFAULT_NAME = "xlmr-default"
@@ -41,6 +42,15 @@ WEIGHT_PATTERNS = (
 )
 # HF's repo-id rule: an optional namespace, then a name; letters, digits, '-', '_', '.'; no '--' or '..'.
 _REPO_ID = re.compile(r"(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}")
+
+
+# The keyword arguments every from_pretrained accepts for Hub ids (huggingface_hub's names).
+HUB_OPTIONS = ("revision", "cache_dir", "token", "local_files_only")
+
+
+def pop_hub_options(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Take the Hub options out of a from_pretrained's keyword arguments (the rest are config overrides)."""
+    return {k: kwargs.pop(k) for k in HUB_OPTIONS if k in kwargs}
 
 
 class HubError(OSError):
@@ -119,6 +129,16 @@ def _download(repo_id: str, *, weights: bool, format: str | None, **hub: Any) ->
                                                "flax_model.msgpack"
     raise HubError(f"{repo_id} (revision {where}) has no {wanted}" +
                    (" in the local cache" if offline else ""))
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside the xlmr package (the user's
+    ``from_pretrained`` line), however many xlmr frames lie in between. Call it from the function that warns."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def _cache_dir() -> str:

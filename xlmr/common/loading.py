@@ -31,6 +31,7 @@ from typing import Any, ClassVar, Iterator, Mapping
 import numpy as np
 
 from xlmr.common.config import XLMRobertaConfig
+from xlmr.common.hub import pop_hub_options, resolve, user_stacklevel
 from xlmr.common.init import initial_weights
 from xlmr.common.checkpoint import find_checkpoint, nonfinite, read_checkpoint, save_pretrained
 from xlmr.common.weights import WeightsError, check_state, is_head_weight, normalise_names, parameter_shapes
@@ -82,7 +83,7 @@ def resolve_weights(
         listed = "; ".join(f"{n}: {count} value(s), first at index {index}" for n, (count, index) in bad[:5])
         more = f"; and {len(bad) - 5} more tensor(s)" if len(bad) > 5 else ""
         warnings.warn(f"{source}: {len(bad)} weight(s) hold NaN or inf as {np.dtype(dtype).name}: {listed}{more}; "
-                      "every output computed from them will be NaN", stacklevel=3)
+                      "every output computed from them will be NaN", stacklevel=user_stacklevel())
     to_init = [n for n in expected if n not in weights]
     weights.update(initial_weights({n: expected[n] for n in to_init}, config, seed))
     weights = {n: weights[n].astype(dtype, copy=False) for n in expected}
@@ -90,7 +91,8 @@ def resolve_weights(
                         unexpected=sorted(set(state) - set(expected)), mismatched=mismatched)
     if report.initialized or report.mismatched:
         names = ", ".join(report.initialized + report.mismatched)
-        warnings.warn(f"{architecture} from {source}: newly initialised (train before use): {names}", stacklevel=3)
+        warnings.warn(f"{architecture} from {source}: newly initialised (train before use): {names}",
+                      stacklevel=user_stacklevel())
     if report.unexpected:
         logger.info("%s from %s: unused checkpoint tensors: %s", architecture, source, ", ".join(report.unexpected))
     return weights, report
@@ -101,15 +103,19 @@ def load_pretrained(
     architecture: str,
     config: XLMRobertaConfig | None = None,
     config_overrides: dict[str, Any] | None = None,
+    format: str | None = None,
+    hub: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> tuple[XLMRobertaConfig, dict[str, np.ndarray], LoadReport]:
     """Read config and weights from a checkpoint folder (any of the four formats) for ``architecture``.
 
     Backends call this in ``from_pretrained`` and then copy the arrays into their parameters through the
     weight-name table. ``config`` replaces the folder's config.json; ``config_overrides`` (``num_labels=3``)
-    change fields of whichever is used. Other keyword arguments go to ``resolve_weights``.
+    change fields of whichever is used. ``path`` may be a folder, ``"xlmr-default"`` or a Hub id (``hub``: revision,
+    cache_dir, token, local_files_only; see ``xlmr.common.hub``); ``format`` (safetensors, pt, tf, flax) picks one
+    of several weight files in a folder. Other keyword arguments go to ``resolve_weights``.
     """
-    path = os.fspath(path)
+    path = resolve(path, format=format, **(hub or {}))
     if not os.path.isdir(path):
         raise FileNotFoundError(f"checkpoint folder {path} does not exist")
     overrides = config_overrides or {}
@@ -117,8 +123,8 @@ def load_pretrained(
         config = XLMRobertaConfig.from_pretrained(path, **overrides)
     elif overrides:
         config = config.replace(**overrides)
-    fmt, files = find_checkpoint(path)
-    state = read_checkpoint(path)
+    fmt, files = find_checkpoint(path, format)
+    state = read_checkpoint(path, format)
     source = files[0] if len(files) == 1 else f"{path} ({fmt}, {len(files)} shards)"
     weights, report = resolve_weights(state, config, architecture, source=source, **kwargs)
     return config, weights, report
@@ -214,12 +220,15 @@ class PreTrainedModel:
 
         Head weights the checkpoint lacks are initialised from ``seed`` with a warning naming them; a missing
         encoder weight or a mis-shaped tensor raises ``WeightsError`` naming it. ``pretrained_options``
-        (``dtype=`` ...) go to the constructor; other keyword arguments override fields of the checkpoint's
-        config (``num_labels=3``).
+        (``dtype=`` ...) go to the constructor; ``format=`` picks one weights file of several; ``path`` may be
+        ``"xlmr-default"`` or a Hub id, with huggingface_hub's ``revision``, ``cache_dir``, ``token`` and
+        ``local_files_only``; other keyword arguments override fields of the checkpoint's config (``num_labels=3``).
         """
         options = {k: kwargs.pop(k) for k in cls.pretrained_options if k in kwargs}
+        hub, format = pop_hub_options(kwargs), kwargs.pop("format", None)
         config, weights, _ = load_pretrained(path, cls.architecture, config=config, config_overrides=kwargs,
-                                             seed=seed, ignore_mismatched_sizes=ignore_mismatched_sizes)
+                                             format=format, hub=hub, seed=seed,
+                                             ignore_mismatched_sizes=ignore_mismatched_sizes)
         with without_initialisation():
             model = cls(config, **options)
         model.load_canonical_state(CheckpointWeights(weights))

@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from xlmr.common.hub import user_stacklevel
 from xlmr.common.io import atomic_write_text
 
 SPM_FILE = "sentencepiece.bpe.model"
@@ -324,7 +325,7 @@ def read_tokenizer_config(folder: str, overrides: dict[str, Any] | None = None
         if limit is not None and length > limit:
             warnings.warn(f"{folder}: the tokenizer's model_max_length={length} exceeds the {limit} tokens the model "
                           f"in {MODEL_CONFIG_FILE} takes (max_position_embeddings minus pad_token_id + 1); using "
-                          f"{limit}", stacklevel=3)
+                          f"{limit}", stacklevel=user_stacklevel())
             kwargs["model_max_length"] = limit
     return kwargs, added
 
@@ -532,11 +533,14 @@ class TokenizerBase:
         return tuple(written) + tuple(self._save_model_files(folder))
 
     @staticmethod
-    def _pretrained_folder(path: str | os.PathLike) -> str:
-        folder = os.fspath(path)
+    def _pretrained_folder(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> str:
+        """The local folder for ``path``: a folder, ``"xlmr-default"`` or a Hub id (only config and tokenizer files
+        are fetched; the Hub options are taken out of ``overrides``)."""
+        from xlmr.common.hub import pop_hub_options, resolve
+
+        folder = resolve(path, weights=False, **pop_hub_options(overrides if overrides is not None else {}))
         if not os.path.isdir(folder):
-            raise FileNotFoundError(f"from_pretrained reads a local folder (there is no model hub access); "
-                                    f"{folder} is not a folder")
+            raise FileNotFoundError(f"tokenizer folder {folder} is not a folder")
         return folder
 
     # ------------------------------------------------------------------ subclass hooks

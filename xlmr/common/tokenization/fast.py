@@ -208,7 +208,7 @@ class XLMRobertaTokenizerFast(TokenizerBase):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "XLMRobertaTokenizerFast":
         """Read a folder as HF writes it: `tokenizer.json` and/or `sentencepiece.bpe.model`, and the JSON configs."""
-        folder = cls._pretrained_folder(path)
+        folder = cls._pretrained_folder(path, overrides)
         files = {name: os.path.join(folder, name) for name in (TOKENIZER_FILE, SPM_FILE)}
         found = {name: p for name, p in files.items() if os.path.isfile(p)}
         if not found:

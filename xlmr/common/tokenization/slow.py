@@ -88,7 +88,7 @@ class XLMRobertaTokenizer(TokenizerBase):
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **overrides: Any) -> "XLMRobertaTokenizer":
         """Read a folder as Hugging Face writes it: `sentencepiece.bpe.model` plus, if there, the two JSON configs."""
-        folder = cls._pretrained_folder(path)
+        folder = cls._pretrained_folder(path, overrides)
         model = os.path.join(folder, SPM_FILE)
         if not os.path.isfile(model):
             raise FileNotFoundError(f"{folder} has no {SPM_FILE}, the file XLMRobertaTokenizer reads "
