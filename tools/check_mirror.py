@@ -48,11 +48,17 @@ ALLOWED_MODULES = {
     ("pt", "fast_linear"): "oneDNN prepacked matmuls: a PyTorch CPU inference path; TF and JAX fuse through XLA",
     ("tf", "runtime"): "Keras fit/compute_loss, compiled_call under XLA and SavedModel export: Keras-only services",
     ("flax", "outputs"): "output classes registered as JAX pytrees; pt and tf use xlmr.common.outputs as they are",
+    ("flax", "run_stablehlo"): "the standalone loader copied into a StableHLO export: jax and numpy only, no xlmr",
 }
 
 # Entries one backend may have that the others lack: "module:backend:path" -> reason. A path is ``Class``,
 # ``Class.method``, ``function``, or ``Class.method(argument)`` / ``function(argument)`` for one argument.
 ALLOWED = {
+    # ---- export: each format's own exporter (ONNX traces examples, SavedModel and jax.export take signatures)
+    "export:pt:sample_inputs": "torch.onnx.export traces the model on example tensors",
+    "export:pt:export(external_data)": "ONNX's 2 GB protobuf limit: weights go to model.onnx.data past it",
+    "export:flax:export_program": "jax.export returns a program object, which the loader and --verify run directly",
+    "export:flax:export(platforms)": "jax.export lowers for named platforms (cpu, cuda, tpu)",
     # ---- models: framework services on the base class
     "models:pt:XLMRobertaPreTrainedModel.tie_weights":
         "PyTorch ties by sharing one Parameter (HF's state dict names both); tf/flax pass the table to the head",
