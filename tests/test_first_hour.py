@@ -136,3 +136,58 @@ def test_parity_reads_the_weights_format_asked_for(tmp_path, capsys):
     assert entry["format"] == "flax" and entry["weights"] == [str(folder / "flax_model.msgpack")]
     assert main(["parity", str(folder), "--json", "--backends", backends, "--classes", "XLMRobertaModel"]) == 0
     assert json.loads(capsys.readouterr().out)["checkpoints"][0]["format"] == "safetensors"
+
+
+def test_an_hf_tf_h5_without_distance_embeddings_says_why(tmp_path):
+    import h5py
+
+    from xlmr.common.checkpoint import save_pretrained
+    from xlmr.common.config import XLMRobertaConfig
+    from xlmr.common.init import initial_weights
+    from xlmr.common.loading import load_pretrained
+    from xlmr.common.weights import WeightsError, parameter_shapes
+
+    cfg = XLMRobertaConfig(vocab_size=60, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=20, max_position_embeddings=40,
+                           position_embedding_type="relative_key_query")
+    state = initial_weights(parameter_shapes(cfg, "XLMRobertaModel"), cfg, 0)
+    save_pretrained(str(tmp_path), cfg, state, "XLMRobertaModel", format="tf")
+    with h5py.File(tmp_path / "tf_model.h5", "r+") as f:  # what HF's TF class writes: no distance_embedding
+        doomed = []
+        f.visit(lambda name: doomed.append(name) if "distance_embedding" in name and
+                isinstance(f[name], h5py.Dataset) else None)
+        assert doomed
+        for name in doomed:
+            del f[name]
+        for group in f.values():  # and the layer's list of weight names, as if the weights never existed
+            if "weight_names" in group.attrs:
+                names = [n for n in group.attrs["weight_names"] if b"distance_embedding" not in bytes(n)]
+                group.attrs["weight_names"] = names
+    with pytest.raises(WeightsError, match=r"tf_model.h5 \(XLMRobertaModel\): no distance_embedding weights, though "
+                                           r"config.json says position_embedding_type='relative_key_query': HF's "
+                                           r"TF classes ignore relative positions and never save these weights"):
+        load_pretrained(str(tmp_path), "XLMRobertaModel")
+
+
+def test_convert_copies_generation_config_and_accepts_the_default_name(tmp_path):
+    from xlmr.cli.main import main
+    from xlmr.common.hub import DEFAULT_FOLDER
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(DEFAULT_FOLDER, src)
+    (src / "generation_config.json").write_text('{"max_new_tokens": 7}')
+    assert main(["convert", str(src), str(tmp_path / "out"), "--to", "pt"]) == 0
+    assert (tmp_path / "out" / "generation_config.json").read_text() == '{"max_new_tokens": 7}'
+    assert main(["convert", "xlmr-default", str(tmp_path / "out2"), "--to", "flax"]) == 0
+    assert (tmp_path / "out2" / "flax_model.msgpack").is_file()
+
+
+def test_bfloat16_into_h5_names_the_flag(tmp_path, capsys):
+    from xlmr.cli.main import main
+
+    assert main(["convert", "xlmr-default", str(tmp_path / "h5"), "--to", "tf", "--dtype", "bfloat16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("tf_model.h5 cannot hold bfloat16 (HDF5 has no such type); pass --dtype float32 or "
+                        "--dtype float16, or choose --to safetensors") and "dtype='" not in err
+    assert not (tmp_path / "h5").exists()

@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from xlmr.common.config import CONFIG_NAME, XLMRobertaConfig
+from xlmr.common.hub import resolve
 from xlmr.common.io import atomic_directory, check_replaceable
 from xlmr.common.checkpoint import (FORMATS, WEIGHTS_NAMES, find_checkpoint, is_weights_file, nonfinite,
                                     read_checkpoint, save_pretrained, weight_formats)
@@ -26,6 +27,9 @@ DTYPES = ("float32", "float16", "bfloat16")
 # Files a tokenizer may have in a checkpoint folder; copied as they are.
 TOKENIZER_FILES = ("sentencepiece.bpe.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "added_tokens.json")
+# What DST receives from SRC besides the weights and config.json: every other file HF writes into a checkpoint
+# folder (generation settings and the tokenizer's files), copied as it is.
+COPIED_FILES = ("generation_config.json", *TOKENIZER_FILES)
 
 
 class ConversionError(ValueError):
@@ -167,7 +171,10 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool =
     if dtype is not None and dtype not in DTYPES:
         raise ConversionError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     if not os.path.isdir(src):
-        raise ConversionError(f"source checkpoint folder {src} does not exist")
+        try:  # "xlmr-default" or a Hub model id
+            src = resolve(src)
+        except FileNotFoundError:
+            raise ConversionError(f"source checkpoint folder {src} does not exist") from None
     check_separate(src, dst)
     try:
         check_replaceable(os.path.abspath(dst), force, replaceable, f"destination {dst}")
@@ -186,6 +193,10 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool =
         state.pop("lm_head.decoder.weight", None)
     check_tensors_fit_config(state, config, architecture, source)
 
+    if to == "tf" and (dtype == "bfloat16" or (dtype is None and any(
+            getattr(v, "dtype", None) is not None and np.dtype(v.dtype).name == "bfloat16" for v in state.values()))):
+        raise ConversionError(f"{dst}: tf_model.h5 cannot hold bfloat16 (HDF5 has no such type); pass --dtype "
+                              "float32 or --dtype float16, or choose --to safetensors")
     total = sum(int(np.asarray(v).nbytes) for v in state.values())
     bar = None
     if progress or (progress is None and total > 100 * 2**20):
@@ -197,7 +208,7 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool =
         with atomic_directory(dst, overwrite=force, replaceable=replaceable) as tmp:
             try:
                 written = save_pretrained(tmp, config, view, architecture, format=to, max_shard_size=max_shard_size)
-                for name in TOKENIZER_FILES:
+                for name in COPIED_FILES:
                     if os.path.exists(os.path.join(src, name)):
                         shutil.copyfile(os.path.join(src, name), os.path.join(tmp, name))
             except (OSError, ValueError) as e:  # name DST in the user's terms, never the temporary folder

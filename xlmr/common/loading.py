@@ -69,6 +69,12 @@ def resolve_weights(
     if config.tie_word_embeddings:
         state.pop("lm_head.decoder.weight", None)
 
+    distances = [n for n in expected if n.endswith("distance_embedding.weight") and n not in state]
+    if distances and os.path.basename(source).startswith("tf_model"):
+        raise WeightsError(f"{source} ({architecture}): no distance_embedding weights, though config.json says "
+                           f"position_embedding_type={config.position_embedding_type!r}: HF's TF classes ignore "
+                           "relative positions and never save these weights, so this file cannot hold the model; "
+                           "convert the PyTorch or safetensors checkpoint instead (xlmr convert SRC DST --to tf)")
     heads = [n for n in expected if is_head_weight(n, architecture)]
     mismatched: list[str] = []
     if ignore_mismatched_sizes:  # a head of another shape (num_labels changed) is re-initialised, not an error
