@@ -131,7 +131,7 @@ BAD_INPUTS = {
 def test_bad_input_raises_the_same_one_line_message_in_every_backend(ops, case):
     config = tiny_config()
     make, message = BAD_INPUTS[case]
-    model = ops.cls("XLMRobertaForMaskedLM")(config, seed=0)
+    model = ops.build("XLMRobertaForMaskedLM", config, seed=0)
     with pytest.raises(ValueError) as error:
         ops.call(model, make(config))
     assert str(error.value) == message(config)
@@ -143,7 +143,7 @@ def test_bad_input_raises_the_same_one_line_message_in_every_backend(ops, case):
 def test_decoding_token_by_token_with_the_cache_gives_the_logits_of_one_causal_pass(ops, position):
     name = "XLMRobertaForCausalLM"
     config = tiny_config(name, is_decoder=True, position_embedding_type=position)
-    model = ops.cls(name)(config, seed=3)
+    model = ops.build(name, config, seed=3)
     ids = np.random.default_rng(1).integers(3, config.vocab_size, (2, 8))
     full = ops.numpy(ops.call(model, {"input_ids": ids}, use_cache=False).logits)
 

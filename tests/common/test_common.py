@@ -20,8 +20,7 @@ from xlmr.common.io import atomic_directory, atomic_path, atomic_write_text
 from xlmr.common.loading import WeightsError, resolve_weights
 from xlmr.common import outputs as O
 
-TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-            max_position_embeddings=40, type_vocab_size=2)
+from reference import TINY  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ config
