@@ -3,7 +3,7 @@ with that backend's extra and the test extra (``.[torch,test]``, ``.[tf,test]``,
 framework and neither of the other two, and passes the part of the suite that applies to it, from that install.
 
 What runs in each: the layering checks (tests/common/test_layering.py), the contract suite for that backend
-(tests/test_contract.py, where the other backends' cases skip) and the first module of the backend's own folder.
+(tests/test_contract.py, where the other backends' cases skip) and the core tests of tests/common/test_common.py (plus, for pt, its checkpoint and input tests).
 ``XLMR_INSTALL_TEST=full`` runs tests/common, tests/<backend> and the contract suite instead (longer: see
 docs/sections/suite.md). The environments come from pip's configured index, as a user's would.
 """
@@ -23,15 +23,18 @@ pytestmark = pytest.mark.slow
 
 EXTRAS = {"pt": "torch", "tf": "tf", "flax": "flax"}
 FRAMEWORKS = {"pt": "torch", "tf": "tensorflow", "flax": "jax"}
-FIRST_MODULE = {"pt": "tests/pt/test_pt_inputs.py", "tf": "tests/tf/test_tf_runtime.py",
-                "flax": "tests/flax/test_flax_training.py"}
+# Beyond the contract suite: the config, weight table and input rules (tests/common/test_common.py) and, for pt, the
+# checkpoint files against HF's classes and its input checks. tests/common/test_checkpoint.py, tests/tf and
+# tests/flax compare with HF's PyTorch classes, so without torch they skip.
+EXTRA_MODULES = {"pt": ["tests/common/test_common.py", "tests/common/test_checkpoint.py", "tests/pt/test_pt_inputs.py"],
+                 "tf": ["tests/common/test_common.py"], "flax": ["tests/common/test_common.py"]}
 
 
 def suite_part(backend: str) -> list[str]:
     if os.environ.get("XLMR_INSTALL_TEST") == "full":
         parts = ["tests/common", f"tests/{backend}", "tests/test_contract.py"]
     else:
-        parts = ["tests/common/test_layering.py", "tests/test_contract.py", FIRST_MODULE[backend]]
+        parts = ["tests/common/test_layering.py", "tests/test_contract.py", *EXTRA_MODULES[backend]]
     return [os.path.join(ROOT, p) for p in parts]
 
 
