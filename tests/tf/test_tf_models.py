@@ -17,8 +17,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
+torch = pytest.importorskip("torch")  # noqa: E402  (HF's reference classes are PyTorch)
+transformers = pytest.importorskip("transformers")  # noqa: E402
 
 import xlmr.tf as xtf  # noqa: E402
 from reference import TINY  # noqa: E402
