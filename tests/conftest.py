@@ -126,9 +126,12 @@ class Ops:
     def sgd_step(self, model: Any, inputs: dict[str, np.ndarray], lr: float) -> float:
         return sgd_step(self.backend, model, inputs, lr)
 
-    # HF's PyTorch reference, driven the same way
-    hf_outputs = staticmethod(lambda model, inputs, **flags: hf_outputs(model, inputs, **flags))
-    hf_sgd_step = staticmethod(lambda model, inputs, lr: hf_sgd_step(model, inputs, lr))
+    # HF's PyTorch reference, driven the same way (the names below are this module's functions)
+    def hf_outputs(self, model: Any, inputs: dict[str, np.ndarray], **flags: Any) -> dict[str, np.ndarray]:
+        return hf_outputs(model, inputs, **flags)
+
+    def hf_sgd_step(self, model: Any, inputs: dict[str, np.ndarray], lr: float) -> float:
+        return hf_sgd_step(model, inputs, lr)
 
 
 def flatten(value: Any, to_array: Callable[[Any], np.ndarray], prefix: str = "",
