@@ -36,6 +36,7 @@ from flax import nnx  # noqa: E402
 import xlmr.flax as F  # noqa: E402
 import xlmr.pt as P  # noqa: E402
 import xlmr.tf as T  # noqa: E402
+from reference import TINY  # noqa: E402
 from xlmr.common.checkpoint import read_checkpoint, save_pretrained  # noqa: E402
 from xlmr.common.config import XLMRobertaConfig  # noqa: E402
 from xlmr.common.constants import GRADIENT_ATOL, GRADIENT_RTOL, TOLERANCE_FP32  # noqa: E402
@@ -48,8 +49,7 @@ MODULES = {"pt": P, "tf": T, "flax": F}
 NATIVE_FORMAT = {"pt": "pt", "tf": "tf", "flax": "flax"}
 TOL = TOLERANCE_FP32
 
-SHAPE = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-             max_position_embeddings=40, type_vocab_size=2, num_labels=3)
+SHAPE = {**TINY, "num_labels": 3}
 POSITIONS = ("absolute", "relative_key", "relative_key_query")
 VARIANTS = {"encoder": {}, "decoder": dict(is_decoder=True, add_cross_attention=True)}
 LENGTH, ENCODER_LENGTH = 7, 5

@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pytest
 
+from reference import TINY
+
 from xlmr.cli import parity
 from xlmr.common.checkpoint import WEIGHTS_NAMES, find_checkpoint, read_checkpoint
 from xlmr.cli.convert import verify
@@ -19,8 +21,8 @@ from xlmr.common.convert import ConversionError, convert
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
-TINY = dict(vocab_size=8002, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-            max_position_embeddings=66, type_vocab_size=1, layer_norm_eps=1e-5)
+# The tiny shape with the default checkpoint's vocabulary (its tokenizer), positions and epsilon.
+TINY = {**TINY, "vocab_size": 8002, "max_position_embeddings": 66, "type_vocab_size": 1, "layer_norm_eps": 1e-5}
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

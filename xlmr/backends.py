@@ -31,16 +31,23 @@ class BackendNotInstalledError(ImportError):
     """A backend was asked for whose framework is not installed; the message names the extra."""
 
 
+def _installed(module: str) -> bool:
+    # A folder named like the framework on sys.path (a checkout's tests/flax) is a namespace package: find_spec
+    # finds it, with no origin. Only a real package counts.
+    spec = importlib.util.find_spec(module)
+    return spec is not None and spec.origin is not None
+
+
 def installed_backends() -> list[str]:
     """The backends whose framework can be imported here, in ``BACKENDS`` order (nothing is imported)."""
-    return [b for b in BACKENDS if importlib.util.find_spec(FRAMEWORK_MODULES[b]) is not None]
+    return [b for b in BACKENDS if _installed(FRAMEWORK_MODULES[b])]
 
 
 def check_backend(backend: str) -> None:
     """Raise ValueError for an unknown backend name and BackendNotInstalledError for a missing framework."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if importlib.util.find_spec(FRAMEWORK_MODULES[backend]) is None:
+    if not _installed(FRAMEWORK_MODULES[backend]):
         raise BackendNotInstalledError(
             f"backend {backend!r} needs {FRAMEWORK_MODULES[backend]}, which is not installed for this Python "
             f"({os.sys.executable}); install it with: pip install 'xlmr[{EXTRAS[backend]}]'")

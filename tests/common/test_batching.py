@@ -7,12 +7,13 @@ import importlib
 import numpy as np
 import pytest
 
+from reference import TINY
+
 from xlmr.common.batching import padded_tokens, plan_buckets
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import TOLERANCE_FP32
 
-CFG = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                       intermediate_size=37, max_position_embeddings=80, num_labels=3)
+CFG = XLMRobertaConfig(**{**TINY, "max_position_embeddings": 80, "type_vocab_size": 1, "num_labels": 3})
 RNG = np.random.default_rng(0)
 SEQUENCES = [list(RNG.integers(4, 99, n)) for n in (3, 60, 9, 17, 1, 33, 8, 70, 12)]
 

@@ -21,8 +21,7 @@ from xlmr.common.io import atomic_directory, atomic_path, atomic_write_text
 from xlmr.common.loading import WeightsError, resolve_weights
 from xlmr.common import outputs as O
 
-TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-            max_position_embeddings=40, type_vocab_size=2)
+from reference import TINY  # noqa: E402
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -243,7 +242,7 @@ def test_linear_kernels_are_transposed_outside_pytorch():
 
 def test_parameter_names_match_hf_pytorch_state_dicts():
     transformers = pytest.importorskip("transformers")
-    import torch
+    torch = pytest.importorskip("torch")  # HF's modeling code is PyTorch's
     torch.manual_seed(0)
     cfg = XLMRobertaConfig(**TINY, position_embedding_type="relative_key_query", is_decoder=True,
                            add_cross_attention=True, num_labels=3)
@@ -433,7 +432,7 @@ def test_bucket_limits_that_make_no_progress_are_refused(kwargs, message):
 
 def test_padding_tokens_get_position_one():
     transformers = pytest.importorskip("transformers")
-    import torch
+    torch = pytest.importorskip("torch")  # HF's modeling code is PyTorch's
     from transformers.models.xlm_roberta.modeling_xlm_roberta import create_position_ids_from_input_ids
     ids = np.array([[0, 8, 9, 2, 1, 1], [0, 5, 2, 1, 1, 1]])
     ours = position_ids_from_input_ids(ids, padding_idx=1)
@@ -446,7 +445,8 @@ def test_padding_tokens_get_position_one():
 
 # ------------------------------------------------------------------------------------------------ outputs
 def test_output_fields_follow_hf_order():
-    transformers = pytest.importorskip("transformers")
+    pytest.importorskip("transformers")
+    pytest.importorskip("torch")  # transformers.modeling_outputs imports it
     import transformers.modeling_outputs as hf
     for cls in O.OUTPUT_CLASSES:
         theirs = [f.name for f in dataclasses.fields(getattr(hf, cls.__name__))]

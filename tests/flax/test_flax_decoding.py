@@ -19,12 +19,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import xlmr.flax as F
+from reference import TINY
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import TOLERANCE_FP32
 
 ATOL = TOLERANCE_FP32
-SHAPE = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-             max_position_embeddings=40, type_vocab_size=2, is_decoder=True, add_cross_attention=True)
+SHAPE = {**TINY, "is_decoder": True, "add_cross_attention": True}
 
 RNG = np.random.default_rng(1)
 IDS = RNG.integers(3, 99, (2, 6))

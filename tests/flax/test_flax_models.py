@@ -22,6 +22,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import xlmr.flax as F
+from reference import TINY
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import TOLERANCE_FP32
 from xlmr.common.inputs import check_inputs
@@ -30,8 +31,7 @@ from xlmr.common.weights import ARCHITECTURES, parameter_shapes
 
 ATOL = TOLERANCE_FP32
 POSITION_TYPES = ("absolute", "relative_key", "relative_key_query")
-SHAPE = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-             max_position_embeddings=40, type_vocab_size=2)
+SHAPE = TINY
 
 
 def tiny_config(**overrides) -> XLMRobertaConfig:
@@ -419,8 +419,7 @@ def test_jit_does_not_see_values_but_checked_call_passes_good_inputs_through(zoo
 def test_checked_call_in_train_mode_draws_the_dropout_masks_an_eager_call_draws():
     import copy
 
-    config = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=37, max_position_embeddings=40)
+    config = XLMRobertaConfig(**{**TINY, "type_vocab_size": 1})
     model = F.XLMRobertaModel(config)
     model.train()
     twin = copy.deepcopy(model)

@@ -19,12 +19,12 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 import xlmr.flax as F
+from reference import TINY
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.constants import GRADIENT_ATOL, GRADIENT_RTOL, TOLERANCE_BF16, TOLERANCE_FP32
 
 ARCH = "XLMRobertaForSequenceClassification"
-CONFIG = XLMRobertaConfig(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                          intermediate_size=37, max_position_embeddings=40, num_labels=2)
+CONFIG = XLMRobertaConfig(**{**TINY, "type_vocab_size": 1, "num_labels": 2})
 
 # A small learnable task: does the sequence contain token 7? Padding in every other row.
 RNG = np.random.default_rng(0)

@@ -1,46 +1,22 @@
-"""Shared helpers of the xlmr.pt tests (no tests here): tiny configs, HF reference models, comparisons.
+"""PyTorch comparisons for the xlmr.pt tests (no tests here): torch batches, HF's cache layout, nested compare.
 
-Every numeric test compares xlmr.pt with Hugging Face transformers 4.57.6's PyTorch classes, built from a seed
-and handed over through a checkpoint HF writes (``save_pretrained``) or through ``state_dict``.
+The tiny config and HF's reference models are the whole suite's (tests/reference.py, tests/conftest.py) and are
+re-exported here for the pt test modules. Every numeric test compares xlmr.pt with Hugging Face transformers
+4.57.6's PyTorch classes, built from a seed and handed over through a checkpoint HF writes (``save_pretrained``)
+or through ``state_dict``.
 """
 
 from __future__ import annotations
 
-import os
+import numpy as np
+import pytest
+from reference import ATOL, CLASSES, POSITION_TYPES, hf_config, hf_model, tiny_config  # noqa: F401
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
 
 import xlmr.pt as xpt  # noqa: E402
 from xlmr.common.config import XLMRobertaConfig  # noqa: E402
-
-CLASSES = ("XLMRobertaModel", "XLMRobertaForCausalLM", "XLMRobertaForMaskedLM", "XLMRobertaForSequenceClassification",
-           "XLMRobertaForMultipleChoice", "XLMRobertaForTokenClassification", "XLMRobertaForQuestionAnswering")
-POSITION_TYPES = ("absolute", "relative_key", "relative_key_query")
-ATOL = 1e-5
-TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-            max_position_embeddings=40, type_vocab_size=2, num_labels=3)
-
-
-def tiny_config(name: str | None = None, **overrides) -> XLMRobertaConfig:
-    """A 2-layer, 32-wide config; question answering gets its two labels (start and end)."""
-    labels = {"num_labels": 2} if name == "XLMRobertaForQuestionAnswering" else {}
-    return XLMRobertaConfig(**{**TINY, **labels, **overrides})
-
-
-def hf_config(config: XLMRobertaConfig, **kwargs) -> transformers.XLMRobertaConfig:
-    data = config.to_dict()
-    data.pop("model_type")
-    return transformers.XLMRobertaConfig(**data, **kwargs)
-
-
-def hf_model(name: str, config: XLMRobertaConfig, seed: int = 0, **kwargs):
-    """HF's class ``name`` with HF's own random init from ``seed``, in eval mode."""
-    torch.manual_seed(seed)
-    return getattr(transformers, name)(hf_config(config, **kwargs)).eval()
 
 
 def ours_like(name: str, hf, config: XLMRobertaConfig, tmp_path=None):

@@ -16,15 +16,15 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
-import torch  # noqa: E402
-import transformers  # noqa: E402
+torch = pytest.importorskip("torch")  # noqa: E402  (HF's reference classes are PyTorch)
+transformers = pytest.importorskip("transformers")  # noqa: E402
 
 import xlmr.tf as xtf  # noqa: E402
+from reference import TINY  # noqa: E402
 from xlmr.common.config import XLMRobertaConfig  # noqa: E402
 from xlmr.common.constants import TOLERANCE_FP32  # noqa: E402
 
-TINY = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37,
-            max_position_embeddings=40, type_vocab_size=2)
+TINY = {**TINY, "vocab_size": 100}
 _WORKDIR = tempfile.TemporaryDirectory(prefix="xlmr_tf_runtime_")
 IDS = np.array([[0, 5, 6, 7, 8, 9, 2], [0, 11, 12, 2, 1, 1, 1]], np.int32)
 MASK = (IDS != 1).astype(np.int32)
