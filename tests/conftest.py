@@ -9,7 +9,6 @@ tests/reference.py so that test modules can import it.
 
 from __future__ import annotations
 
-import inspect
 import os
 import warnings
 from typing import Any, Callable
@@ -103,13 +102,7 @@ class Ops:
 
     def build(self, name: str, config: XLMRobertaConfig, seed: int) -> Any:
         """``Cls(config, seed=seed)``: a class built with the common random initialisation."""
-        cls = self.cls(name)
-        if self.backend == "flax" and "seed" not in inspect.signature(cls.__init__).parameters:
-            # Until flax takes the keyword-only ``seed=`` of the contract (issue 11, point 1); remove then.
-            from flax import nnx
-
-            return cls(config, rngs=nnx.Rngs(seed))
-        return cls(config, seed=seed)
+        return self.cls(name)(config, seed=seed)
 
     def from_pretrained(self, name: str, folder: str, **kwargs: Any) -> Any:
         return quiet_from_pretrained(self.cls(name), folder, **kwargs)
