@@ -16,6 +16,9 @@ import sys
 COMMANDS = {
     "convert": "xlmr.cli.convert",
     "parity": "xlmr.cli.parity",
+    "finetune": "xlmr.cli.finetune",
+    "evaluate": "xlmr.cli.evaluate",
+    "predict": "xlmr.cli.predict",
 }
 
 
