@@ -21,6 +21,8 @@ Example (a tiny run; ``xlmr finetune text-classification --backend pt ...`` is t
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -30,8 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xlmr.backends import call_model, check_backend, model_class, to_numpy
-from xlmr.common import batching
+from xlmr.backends import check_backend, import_backend, model_class
 from xlmr.common.checkpoint import save_pretrained
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.io import atomic_directory, atomic_write_text
@@ -92,23 +93,21 @@ def _language_model_predictions(task: str, backend: str, model: Any, tokenizer: 
             owners.append(index)
     totals = np.zeros(len(dataset.records))
     counts = np.zeros(len(dataset.records), np.int64)
-    buckets = batching.plan_buckets([p[0] for p in pieces], tokenizer.pad_token_id, max_tokens=2048)
-    for bucket in buckets:
-        logits = to_numpy(backend, call_model(backend, model, {"input_ids": bucket.input_ids,
-                                                               "attention_mask": bucket.attention_mask}).logits)
-        for row, i in enumerate(bucket.indices):
-            labels = pieces[i][1]
-            row_logits = logits[row, :len(labels)].astype(np.float64)
-            if task == "causal-lm":
-                row_logits, labels = row_logits[:-1], labels[1:]
-            keep = labels != -100
-            if not keep.any():
-                continue
-            chosen = row_logits[keep]
-            top = chosen.max(-1, keepdims=True)
-            log_z = (top + np.log(np.exp(chosen - top).sum(-1, keepdims=True)))[:, 0]
-            totals[owners[i]] += float((log_z - chosen[np.arange(len(chosen)), labels[keep]]).sum())
-            counts[owners[i]] += int(keep.sum())
+    # The backend's length-bucketed batch runner (jitted in flax); a bucket of 2048 tokens holds 64 MB of logits
+    # over a 8k vocabulary.
+    outputs = import_backend(backend).encode_batched(model, [p[0] for p in pieces], max_tokens=2048)
+    for (ids, labels), owner, out in zip(pieces, owners, outputs):
+        logits = out["logits"].astype(np.float64)
+        if task == "causal-lm":
+            logits, labels = logits[:-1], labels[1:]
+        keep = labels != -100
+        if not keep.any():
+            continue
+        chosen = logits[keep]
+        top = chosen.max(-1, keepdims=True)
+        log_z = (top + np.log(np.exp(chosen - top).sum(-1, keepdims=True)))[:, 0]
+        totals[owner] += float((log_z - chosen[np.arange(len(chosen)), labels[keep]]).sum())
+        counts[owner] += int(keep.sum())
     return [{"loss": float(t / c) if c else 0.0, "num_tokens": int(c)} for t, c in zip(totals, counts)]
 
 
@@ -162,23 +161,31 @@ def _progress(total: int, quiet: bool):
                 disable=quiet or not sys.stderr.isatty())
 
 
-def finetune(task: str, backend: str, model: str, train: str, validation: str, output: str, *, epochs: int = 3,
-             batch_size: int = 16, learning_rate: float = 5e-5, weight_decay: float = 0.0,
-             warmup_ratio: float = 0.0, max_length: int | None = None, seed: int = 42, no_dropout: bool = False,
-             doc_stride: int | None = None, max_answer_length: int | None = None,
-             mlm_probability: float | None = None, label_all_tokens: bool = False, logging_steps: int = 10,
-             force: bool = False, quiet: bool = False, on_step: Callable[[int, float], None] | None = None
-             ) -> dict[str, float]:
-    """Fine-tune ``model`` (a checkpoint folder) for ``task`` in ``backend``; write ``output``; return the
-    validation metrics. ``on_step(step, loss)`` is called after every update (tests use it)."""
+@dataclasses.dataclass
+class Prepared:
+    """Everything a fine-tuning run needs before a framework is involved: the same for every backend."""
+
+    task: str
+    model: str                      # the starting checkpoint folder
+    tokenizer: Any
+    settings: TaskSettings
+    space: LabelSpace | None
+    train_set: Dataset
+    validation_set: Dataset
+    features: list[dict[str, np.ndarray]]
+    saved_config: XLMRobertaConfig  # the config written with the result (labels, problem_type, decoder flag)
+    overrides: dict[str, Any]       # config changes for training (those, plus dropout 0 with --no-dropout)
+
+    @property
+    def architecture(self) -> str:
+        return ARCHITECTURES[self.task]
+
+
+def prepare(task: str, model: str, train: str, validation: str, *, seed: int = 42, no_dropout: bool = False,
+            max_length: int | None = None, doc_stride: int | None = None, max_answer_length: int | None = None,
+            mlm_probability: float | None = None, label_all_tokens: bool = False) -> Prepared:
+    """Read and check the data, build the label space, settings and training features."""
     check_task(task)
-    check_backend(backend)
-    training = schedule.TrainingSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed,
-                                no_dropout=no_dropout, logging_steps=logging_steps)
-    output = os.path.abspath(output)
-    if os.path.exists(output) and not force:
-        raise FileExistsError(f"--output {output} already exists; pass --force to replace it")
     config = XLMRobertaConfig.from_pretrained(model)
     tokenizer = _tokenizer(model)
     settings = task_settings(task, config, None, max_length=max_length, doc_stride=doc_stride,
@@ -195,23 +202,67 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
     features = training_features(train_set, tokenizer, settings, space)
     if not features:
         raise DataError(f"{train}: no training features after tokenisation")
-
-    architecture = ARCHITECTURES[task]
     overrides: dict[str, Any] = {}
     if space is not None:
         overrides = {"id2label": space.id2label, "label2id": space.label2id, "num_labels": len(space.names),
                      "problem_type": space.problem_type}
-    saved_config = config.replace(**overrides, architectures=[architecture])
+    if task == "causal-lm":
+        overrides["is_decoder"] = True  # causal attention: without it a token sees the one it must predict
+    saved_config = config.replace(**overrides, architectures=[ARCHITECTURES[task]])
     if no_dropout:
         overrides.update({name: 0.0 for name in DROPOUT_FIELDS})
+    return Prepared(task, model, tokenizer, settings, space, train_set, validation_set, features, saved_config,
+                    overrides)
+
+
+def load_for_training(prepared: Prepared, backend: str, seed: int) -> Any:
+    """The task's class in ``backend`` from the starting checkpoint; a head it lacks (or of another size) is
+    initialised from ``seed``, the same in every backend, with HF's warning."""
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        net = model_class(backend, architecture).from_pretrained(model, seed=seed, ignore_mismatched_sizes=True,
-                                                                 **overrides)
+        return model_class(backend, prepared.architecture).from_pretrained(
+            prepared.model, seed=seed, ignore_mismatched_sizes=True, **prepared.overrides)
 
-    per_epoch = steps_per_epoch(len(features), training.batch_size)
+
+def batch_source(prepared: Prepared, training: schedule.TrainingSettings) -> Callable[[int], Any]:
+    """``batches(epoch)``: the shared, seeded batches of one epoch."""
+    mlm = _mlm_options(prepared.tokenizer, prepared.settings) if prepared.task == "masked-lm" else None
+    return lambda epoch: training_batches(prepared.features, prepared.task, training.batch_size, training.seed,
+                                         epoch, prepared.tokenizer.pad_token_id, mlm)
+
+
+def train_in(backend: str, net: Any, prepared: Prepared, training: schedule.TrainingSettings,
+             on_step: Callable[[int, float], None]) -> None:
+    """Run ``xlmr.<backend>.training.train`` on the prepared data."""
+    per_epoch = steps_per_epoch(len(prepared.features), training.batch_size)
+    module = importlib.import_module(f"xlmr.{backend}.training")
+    module.train(net, batch_source(prepared, training), training, per_epoch, on_step)
+
+
+def finetune(task: str, backend: str, model: str, train: str, validation: str, output: str, *, epochs: int = 3,
+             batch_size: int = 16, learning_rate: float = 5e-5, weight_decay: float = 0.0,
+             warmup_ratio: float = 0.0, max_length: int | None = None, seed: int = 42, no_dropout: bool = False,
+             doc_stride: int | None = None, max_answer_length: int | None = None,
+             mlm_probability: float | None = None, label_all_tokens: bool = False, logging_steps: int = 10,
+             force: bool = False, quiet: bool = False, on_step: Callable[[int, float], None] | None = None
+             ) -> dict[str, float]:
+    """Fine-tune ``model`` (a checkpoint folder) for ``task`` in ``backend``; write ``output``; return the
+    validation metrics. ``on_step(step, loss)`` is called after every update (tests use it)."""
+    check_task(task)
+    check_backend(backend)
+    training = schedule.TrainingSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                                         weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed,
+                                         no_dropout=no_dropout, logging_steps=logging_steps)
+    output = os.path.abspath(output)
+    if os.path.exists(output) and not force:
+        raise FileExistsError(f"--output {output} already exists; pass --force to replace it")
+    prepared = prepare(task, model, train, validation, seed=seed, no_dropout=no_dropout, max_length=max_length,
+                       doc_stride=doc_stride, max_answer_length=max_answer_length,
+                       mlm_probability=mlm_probability, label_all_tokens=label_all_tokens)
+    net = load_for_training(prepared, backend, seed)
+
+    per_epoch = steps_per_epoch(len(prepared.features), training.batch_size)
     total = per_epoch * training.epochs
-    mlm = _mlm_options(tokenizer, settings) if task == "masked-lm" else None
     log: list[dict[str, Any]] = []
     window: list[float] = []
     bar = _progress(total, quiet)
@@ -228,25 +279,25 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
             on_step(step, loss)
 
     started = time.perf_counter()
-    training_module = __import__(f"xlmr.{backend}.training", fromlist=["train"])
-    training_module.train(net, lambda epoch: training_batches(features, task, training.batch_size, seed, epoch,
-                                                              tokenizer.pad_token_id, mlm),
-                          training, per_epoch, step_done)
+    train_in(backend, net, prepared, training, step_done)
     bar.close()
     seconds = time.perf_counter() - started
 
-    outputs = predictions(task, backend, net, tokenizer, validation_set, settings, space)
-    metrics = score(task, validation_set, outputs, space)
+    outputs = predictions(task, backend, net, prepared.tokenizer, prepared.validation_set, prepared.settings,
+                          prepared.space)
+    metrics = score(task, prepared.validation_set, outputs, prepared.space)
+    # Everything is built in a hidden sibling folder and renamed onto --output last: an interrupted run leaves
+    # no --output (or the old one, with --force).
     with atomic_directory(output, overwrite=force) as folder:
-        save_pretrained(folder, saved_config, net.canonical_state(), architecture)
-        tokenizer.save_pretrained(folder)
-        settings.save(folder)
+        save_pretrained(folder, prepared.saved_config, net.canonical_state(), prepared.architecture)
+        prepared.tokenizer.save_pretrained(folder)
+        prepared.settings.save(folder)
         atomic_write_text(os.path.join(folder, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
         atomic_write_text(os.path.join(folder, "train_log.jsonl"), "".join(json.dumps(x) + "\n" for x in log))
         atomic_write_text(os.path.join(folder, "train_args.json"), json.dumps(
             {"task": task, "backend": backend, "model": os.path.abspath(model), "train": os.path.abspath(train),
              "validation": os.path.abspath(validation), "train_seconds": round(seconds, 3), "steps": total,
-             **{k: v for k, v in vars(training).items()}}, indent=2) + "\n")
+             **dataclasses.asdict(training)}, indent=2) + "\n")
     return metrics
 
 
