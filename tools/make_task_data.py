@@ -126,7 +126,7 @@ def token_classification(p, rng):
 
 def question_answering(p, rng):
     out, first = {}, []
-    usable = body_indices(p, QUESTIONS + CONTEXTS, min_words=6, max_words=30)
+    usable = body_indices(p, QUESTIONS + CONTEXTS, min_words=6, max_words=20)
     every = body_indices(p, QUESTIONS + CONTEXTS, min_words=6, max_words=60)
     for name, indices in zip(("train", "validation"), split(usable)):
         pool = [i for i in every if is_validation(i) == (name == "validation")]

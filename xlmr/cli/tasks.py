@@ -134,7 +134,7 @@ def _pipeline_predictions(task: str, backend: str, model: Any, tokenizer: Any, d
         pipe = xlmr.pipeline(task, model=model, backend=backend, tokenizer=tokenizer, max_length=settings.max_length)
         out = pipe(question=[r["question"] for r in records], context=[r["context"] for r in records],
                    doc_stride=settings.doc_stride, max_answer_len=settings.max_answer_length,
-                   handle_impossible_answer=settings.has_no_answer)
+                   max_question_len=settings.max_length, handle_impossible_answer=settings.has_no_answer)
         return out if isinstance(out, list) else [out]
     pipe = xlmr.pipeline(task, model=model, backend=backend, tokenizer=tokenizer, max_length=settings.max_length)
     return pipe([{"prompt": r["prompt"], "choices": r["choices"]} for r in records])
