@@ -27,7 +27,7 @@ STEPS = 20
 CASES = {
     "text-classification": (40, 16, 32, 8),
     "token-classification": (40, 16, 32, 8),
-    "question-answering": (24, 8, 64, 16),
+    "question-answering": (24, 8, 96, 16),
     "multiple-choice": (40, 16, 48, 8),
     "masked-lm": (60, 16, 32, 8),
     "causal-lm": (60, 16, 32, 8),
@@ -43,7 +43,7 @@ def tiny(tmp_path_factory):
 
     folder = str(tmp_path_factory.mktemp("tiny"))
     config = XLMRobertaConfig(vocab_size=8002, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=37, max_position_embeddings=66)
+                              intermediate_size=37, max_position_embeddings=130)
     shapes = parameter_shapes(config, "XLMRobertaForMaskedLM")
     save_pretrained(folder, config, initial_weights(shapes, config, 0), "XLMRobertaForMaskedLM")
     XLMRobertaTokenizerFast.from_pretrained(os.path.join(ROOT, "xlmr", "assets", "default")).save_pretrained(folder)

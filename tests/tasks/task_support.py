@@ -21,11 +21,11 @@ BACKENDS = installed_backends()
 
 def make_tiny_checkpoint(folder: str, seed: int = 0) -> str:
     """A randomly initialised 2-layer, 32-wide MLM checkpoint over the default checkpoint's 8002-piece
-    tokenizer, with a 64-token window."""
+    tokenizer, with a 128-token window."""
     from xlmr import XLMRobertaTokenizerFast
 
     config = XLMRobertaConfig(vocab_size=8002, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                              intermediate_size=37, max_position_embeddings=66)
+                              intermediate_size=37, max_position_embeddings=130)
     architecture = "XLMRobertaForMaskedLM"
     save_pretrained(folder, config, initial_weights(parameter_shapes(config, architecture), config, seed),
                     architecture)
