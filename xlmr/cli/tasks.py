@@ -315,7 +315,9 @@ def _load(task: str, backend: str, model: str, flags: dict[str, Any]):
                  LabelSpace(config.problem_type or "single_label_classification", names))
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        net = model_class(backend, ARCHITECTURES[task]).from_pretrained(model, seed=settings.seed)
+        # a causal LM is scored with causal attention even from a checkpoint saved as an encoder
+        extra = {"is_decoder": True} if task == "causal-lm" else {}
+        net = model_class(backend, ARCHITECTURES[task]).from_pretrained(model, seed=settings.seed, **extra)
     return net, _tokenizer(model), settings, space
 
 
