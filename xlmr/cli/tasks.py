@@ -6,16 +6,11 @@ reload it. Validation metrics are always computed from the predictions ``predict
 outputs for the four labelled tasks, per-record losses for the language models), so metrics recomputed from
 ``predict``'s file equal ``metrics.json``.
 
-Example (a tiny run; ``xlmr finetune text-classification --backend pt ...`` is the same from a shell):
-    >>> import json, os, tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> data = os.path.join(folder, "train.jsonl")
-    >>> with open(data, "w") as f:
-    ...     for i in range(8):
-    ...         _ = f.write(json.dumps({"text": ["All human beings", "Tous les êtres"][i % 2],
-    ...                                 "label": ["eng", "fra"][i % 2]}) + "\\n")
-    >>> metrics = finetune("text-classification", "pt", "xlmr/assets/default", data, data,
-    ...                    os.path.join(folder, "out"), epochs=1, batch_size=4, quiet=True)  # doctest: +SKIP
+Example (defaults for the embedded checkpoint: its 128-token window, windows overlapping by a quarter):
+    >>> from xlmr.common.config import XLMRobertaConfig
+    >>> s = task_settings("question-answering", XLMRobertaConfig.from_pretrained("xlmr/assets/default"), None)
+    >>> s.max_length, s.doc_stride, s.max_answer_length
+    (128, 32, 30)
 """
 
 from __future__ import annotations
