@@ -19,6 +19,9 @@ COMMANDS = {
     "trim-vocab": "xlmr.cli.trim",
     "export": "xlmr.cli.export",
     "serve": "xlmr.cli.serve",
+    "finetune": "xlmr.cli.finetune",
+    "evaluate": "xlmr.cli.evaluate",
+    "predict": "xlmr.cli.predict",
 }
 
 

@@ -1,0 +1,75 @@
+"""Fine-tuning in PyTorch: a plain torch loop with ``torch.optim.AdamW`` and ``LambdaLR``.
+
+The data order, learning rate at every update, weight-decay set and gradient clipping come from
+``xlmr.common.tasks`` and are the same as in ``xlmr.tf.training`` and ``xlmr.flax.training``; only the framework
+code differs. ``make_optimizer`` and ``train_step`` are separate so that a distributed engine can wrap the model
+(DDP / FSDP) between them without touching the recipe.
+
+Example:
+    >>> import numpy as np
+    >>> from xlmr import XLMRobertaConfig
+    >>> from xlmr.pt import XLMRobertaForSequenceClassification
+    >>> from xlmr.common.tasks.schedule import TrainingSettings
+    >>> cfg = XLMRobertaConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
+    ...                        intermediate_size=37, max_position_embeddings=40, hidden_dropout_prob=0.0,
+    ...                        attention_probs_dropout_prob=0.0)
+    >>> model = XLMRobertaForSequenceClassification(cfg, seed=0)
+    >>> batch = {"input_ids": np.array([[0, 5, 2], [0, 6, 2]]), "attention_mask": np.ones((2, 3), np.int64),
+    ...          "labels": np.array([0, 1])}
+    >>> losses = []
+    >>> train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
+    ...       lambda step, loss: losses.append(loss))
+    >>> len(losses), losses[-1] < losses[0]
+    (5, True)
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from xlmr.common.tasks.schedule import TrainingSettings, decays, lr_factor, warmup_steps
+
+
+def make_optimizer(model: torch.nn.Module, settings: TrainingSettings, total_steps: int):
+    """AdamW over two groups (HF's no-decay set: biases and LayerNorm weights get no weight decay) and the
+    linear warmup/decay schedule; LambdaLR applies ``lr_factor(k)`` to the k-th update, k from 0."""
+    named = list(model.named_parameters())
+    groups = [{"params": [p for n, p in named if decays(n)], "weight_decay": settings.weight_decay},
+              {"params": [p for n, p in named if not decays(n)], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups, lr=settings.learning_rate, betas=(settings.adam_beta1, settings.adam_beta2),
+                                  eps=settings.adam_epsilon)
+    warmup = warmup_steps(settings, total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: lr_factor(k, warmup, total_steps))
+    return optimizer, scheduler
+
+
+def train_step(model: torch.nn.Module, optimizer, scheduler, batch: dict[str, np.ndarray],
+               settings: TrainingSettings) -> float:
+    """One update on ``batch`` (numpy arrays, labels inside); returns the batch's loss."""
+    device = next(model.parameters()).device
+    loss = model(**{k: torch.from_numpy(v).to(device) for k, v in batch.items()}).loss
+    loss.backward()
+    if settings.max_grad_norm:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(loss.detach())
+
+
+def train(model: torch.nn.Module, batches: Callable[[int], Iterable[dict[str, np.ndarray]]],
+          settings: TrainingSettings, steps_per_epoch: int, on_step: Callable[[int, float], None]) -> None:
+    """Train ``model`` in place for ``settings.epochs`` epochs of ``batches(epoch)``; ``on_step(step, loss)``
+    after every update (step counts from 1)."""
+    torch.manual_seed(settings.seed)  # dropout masks
+    optimizer, scheduler = make_optimizer(model, settings, settings.epochs * steps_per_epoch)
+    model.train()
+    step = 0
+    for epoch in range(settings.epochs):
+        for batch in batches(epoch):
+            step += 1
+            on_step(step, train_step(model, optimizer, scheduler, batch, settings))
+    model.eval()
