@@ -31,10 +31,11 @@ from typing import Any, Callable
 import numpy as np
 
 from xlmr.backends import call_model, check_backend, model_class, to_numpy
-from xlmr.common import batching
+from xlmr.common import batching, distributed
 from xlmr.common.checkpoint import save_pretrained
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.io import atomic_directory, atomic_write_text
+from xlmr.common.weights import parameter_shapes
 from xlmr.common.tasks import ARCHITECTURES, TASKS, check_task
 from xlmr.common.tasks.batches import lm_targets, steps_per_epoch, training_batches
 from xlmr.common.tasks.evaluation import score
@@ -167,18 +168,32 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
              warmup_ratio: float = 0.0, max_length: int | None = None, seed: int = 42, no_dropout: bool = False,
              doc_stride: int | None = None, max_answer_length: int | None = None,
              mlm_probability: float | None = None, label_all_tokens: bool = False, logging_steps: int = 10,
-             force: bool = False, quiet: bool = False, on_step: Callable[[int, float], None] | None = None
-             ) -> dict[str, float]:
+             force: bool = False, quiet: bool = False, on_step: Callable[[int, float], None] | None = None,
+             gradient_accumulation_steps: int = 1, save_steps: int = 0, resume_from: str | None = None,
+             fsdp: bool = False, mesh: str | None = None, strategy: str | None = None,
+             cpu_devices: int | None = None) -> dict[str, float] | None:
     """Fine-tune ``model`` (a checkpoint folder) for ``task`` in ``backend``; write ``output``; return the
-    validation metrics. ``on_step(step, loss)`` is called after every update (tests use it)."""
+    validation metrics. ``on_step(step, loss)`` is called after every update (tests use it).
+
+    Distributed runs (``fsdp``, ``mesh``, ``strategy``, ``cpu_devices``: see ``xlmr.common.distributed``):
+    ``batch_size`` is the global batch of one update, split over the replicas and ``gradient_accumulation_steps``
+    micro-batches; only rank 0 validates and writes, and the other ranks return None."""
     check_task(task)
     check_backend(backend)
+    # --- distributed hook: engine and plan, checked before any work -------------------------------------------
+    options = distributed.check_options(backend, fsdp=fsdp, mesh=mesh, strategy=strategy, cpu_devices=cpu_devices)
+    engine = __import__(f"xlmr.{backend}.distributed", fromlist=["Engine"]).Engine.from_options(**options)
+    plan = distributed.Plan(world=engine.world, rank=engine.rank, accumulation=gradient_accumulation_steps,
+                            save_steps=save_steps, output=os.path.abspath(output))
+    plan.micro_batch_size(batch_size)
     training = schedule.TrainingSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                 weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed,
                                 no_dropout=no_dropout, logging_steps=logging_steps)
     output = os.path.abspath(output)
-    if os.path.exists(output) and not force:
-        raise FileExistsError(f"--output {output} already exists; pass --force to replace it")
+    if os.path.exists(output) and not force and resume_from is None:
+        raise FileExistsError(f"--output {output} already exists; pass --force to replace it "
+                              "(or --resume-from auto to continue from its checkpoints)")
+    plan.resume_path = distributed.resolve_resume(resume_from, output)
     config = XLMRobertaConfig.from_pretrained(model)
     tokenizer = _tokenizer(model)
     settings = task_settings(task, config, None, max_length=max_length, doc_stride=doc_stride,
@@ -204,15 +219,21 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
     saved_config = config.replace(**overrides, architectures=[architecture])
     if no_dropout:
         overrides.update({name: 0.0 for name in DROPOUT_FIELDS})
-    with warnings.catch_warnings():
+    per_epoch = steps_per_epoch(len(features), training.batch_size)
+    total = per_epoch * training.epochs
+    shapes = {k: list(v) for k, v in parameter_shapes(config.replace(**overrides), architecture).items()}
+    plan.template = distributed.TrainerState(0, 0, 0, task, backend, architecture, shapes, total)
+    if plan.resume_path is not None:
+        plan.resume = distributed.TrainerState.load(plan.resume_path)
+        plan.resume.check_matches(plan.resume_path, task, backend, architecture, shapes, total)
+    with warnings.catch_warnings(), engine.scope():
         warnings.simplefilter("always")
         net = model_class(backend, architecture).from_pretrained(model, seed=seed, ignore_mismatched_sizes=True,
                                                                  **overrides)
 
-    per_epoch = steps_per_epoch(len(features), training.batch_size)
-    total = per_epoch * training.epochs
     mlm = _mlm_options(tokenizer, settings) if task == "masked-lm" else None
-    log: list[dict[str, Any]] = []
+    log: list[dict[str, Any]] = plan.resume.extra.get("log", []) if plan.resume is not None else []
+    plan.template.extra = {"log": log}  # the log so far travels in each checkpoint
     window: list[float] = []
     bar = _progress(total, quiet)
 
@@ -228,16 +249,22 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
             on_step(step, loss)
 
     started = time.perf_counter()
+    bar.update(plan.start_step)
     training_module = __import__(f"xlmr.{backend}.training", fromlist=["train"])
-    training_module.train(net, lambda epoch: training_batches(features, task, training.batch_size, seed, epoch,
-                                                              tokenizer.pad_token_id, mlm),
-                          training, per_epoch, step_done)
+    net = training_module.train(net, lambda epoch: training_batches(features, task, training.batch_size, seed, epoch,
+                                                                    tokenizer.pad_token_id, mlm),
+                                training, per_epoch, step_done, plan=plan, task=task, engine=engine) or net
     bar.close()
     seconds = time.perf_counter() - started
+    if not plan.is_writer:
+        engine.close()
+        return None
 
     outputs = predictions(task, backend, net, tokenizer, validation_set, settings, space)
     metrics = score(task, validation_set, outputs, space)
-    with atomic_directory(output, overwrite=force) as folder:
+    with atomic_directory(output, overwrite=force or os.path.exists(output) and (
+            plan.save_steps or plan.resume_path is not None)) as folder:
+        distributed.keep_checkpoints(output, folder)
         save_pretrained(folder, saved_config, net.canonical_state(), architecture)
         tokenizer.save_pretrained(folder)
         settings.save(folder)
@@ -246,7 +273,9 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
         atomic_write_text(os.path.join(folder, "train_args.json"), json.dumps(
             {"task": task, "backend": backend, "model": os.path.abspath(model), "train": os.path.abspath(train),
              "validation": os.path.abspath(validation), "train_seconds": round(seconds, 3), "steps": total,
+             "world": plan.world, "gradient_accumulation_steps": plan.accumulation,
              **{k: v for k, v in vars(training).items()}}, indent=2) + "\n")
+    engine.close()
     return metrics
 
 
