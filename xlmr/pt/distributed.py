@@ -104,13 +104,16 @@ class Engine:
             dist.barrier()
 
     def unwrap(self, wrapped: torch.nn.Module, original: torch.nn.Module) -> torch.nn.Module:
-        """A plain (unsharded) model with the trained weights, on every rank."""
+        """A plain (unsharded) model with the trained weights on rank 0, the one that validates and writes
+        (the full state is gathered there only)."""
         if not self.distributed or not self.fsdp:
             return original
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         full = get_model_state_dict(wrapped, options=StateDictOptions(full_state_dict=True, cpu_offload=True,
                                                                       broadcast_from_rank0=False))
+        if self.rank != 0:
+            return original
         plain = type(original)(original.config, seed=0)
         names = dict(plain.named_parameters())
         plain.load_canonical_state({n: full[n].float().numpy() for n in names})
@@ -173,5 +176,12 @@ def launch(nproc: int, argv: list[str]) -> int:
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, rdzv_backend="c10d",
                           rdzv_endpoint="localhost:0", run_id=f"xlmr-{os.getpid()}", max_restarts=0,
                           monitor_interval=0.1)
-    elastic_launch(config, sys.executable)("-m", "xlmr", *argv)
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+
+    try:
+        elastic_launch(config, sys.executable)("-m", "xlmr", *argv)
+    except ChildFailedError as error:
+        rank, failure = error.get_first_failure()
+        raise RuntimeError(f"--nproc {nproc}: rank {rank} failed with exit code {failure.exitcode} "
+                           "(its error is printed above)") from None
     return 0
