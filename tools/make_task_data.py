@@ -9,7 +9,7 @@ saw. The tasks:
 
 * text-classification: language identification of a paragraph among 8 languages (5 scripts);
 * token-classification: word-level language identification in code-switched text: runs of words from
-  paragraphs in 2-3 of 4 languages, joined; tags B-/I-LANG (IOB2); some records are longer than the 126-token
+  paragraphs in 2-3 of 4 languages, joined; tags B-/I-LANG (IOB2); some records are longer than the 128-token
   window of the default checkpoint;
 * question-answering: cross-lingual answer extraction (SQuAD v2 format): the question is a paragraph in one
   language, the context three paragraphs in another, the answer the question's translation; 15% of the
@@ -103,7 +103,7 @@ def token_classification(p, rng):
         count = 600 if name == "train" else 160
         rows = []
         for n in range(count):
-            long = n % 10 == 0  # one record in ten outgrows a 126-token window
+            long = n % 10 == 0  # one record in ten outgrows a 128-token window
             segments = 4 if long else int(rng.integers(2, 4))
             langs, tokens, tags = [], [], []
             for s in range(segments):
@@ -126,7 +126,7 @@ def token_classification(p, rng):
 
 def question_answering(p, rng):
     out, first = {}, []
-    usable = body_indices(p, QUESTIONS + CONTEXTS, min_words=6, max_words=30)
+    usable = body_indices(p, QUESTIONS + CONTEXTS, min_words=6, max_words=20)
     every = body_indices(p, QUESTIONS + CONTEXTS, min_words=6, max_words=60)
     for name, indices in zip(("train", "validation"), split(usable)):
         pool = [i for i in every if is_validation(i) == (name == "validation")]

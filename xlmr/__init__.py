@@ -25,4 +25,7 @@ def __getattr__(name: str) -> Any:
     if name == "XLMRobertaTokenizerFast":
         from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
         return XLMRobertaTokenizerFast
+    if name == "pipeline":
+        from xlmr.pipelines import pipeline
+        return pipeline
     raise AttributeError(f"module 'xlmr' has no attribute {name!r}")

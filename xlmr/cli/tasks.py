@@ -6,21 +6,18 @@ reload it. Validation metrics are always computed from the predictions ``predict
 outputs for the four labelled tasks, per-record losses for the language models), so metrics recomputed from
 ``predict``'s file equal ``metrics.json``.
 
-Example (a tiny run; ``xlmr finetune text-classification --backend pt ...`` is the same from a shell):
-    >>> import json, os, tempfile
-    >>> folder = tempfile.mkdtemp()
-    >>> data = os.path.join(folder, "train.jsonl")
-    >>> with open(data, "w") as f:
-    ...     for i in range(8):
-    ...         _ = f.write(json.dumps({"text": ["All human beings", "Tous les êtres"][i % 2],
-    ...                                 "label": ["eng", "fra"][i % 2]}) + "\\n")
-    >>> metrics = finetune("text-classification", "pt", "xlmr/assets/default", data, data,
-    ...                    os.path.join(folder, "out"), epochs=1, batch_size=4, quiet=True)  # doctest: +SKIP
+Example (defaults for the embedded checkpoint: its 128-token window, windows overlapping by a quarter):
+    >>> from xlmr.common.config import XLMRobertaConfig
+    >>> s = task_settings("question-answering", XLMRobertaConfig.from_pretrained("xlmr/assets/default"), None)
+    >>> s.max_length, s.doc_stride, s.max_answer_length
+    (128, 32, 30)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import importlib
 import json
 import os
 import sys
@@ -30,8 +27,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xlmr.backends import call_model, check_backend, model_class, to_numpy
-from xlmr.common import batching, distributed
+from xlmr.backends import check_backend, import_backend, model_class
+from xlmr.common import distributed
 from xlmr.common.checkpoint import save_pretrained
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.io import atomic_directory, atomic_write_text
@@ -93,23 +90,21 @@ def _language_model_predictions(task: str, backend: str, model: Any, tokenizer: 
             owners.append(index)
     totals = np.zeros(len(dataset.records))
     counts = np.zeros(len(dataset.records), np.int64)
-    buckets = batching.plan_buckets([p[0] for p in pieces], tokenizer.pad_token_id, max_tokens=2048)
-    for bucket in buckets:
-        logits = to_numpy(backend, call_model(backend, model, {"input_ids": bucket.input_ids,
-                                                               "attention_mask": bucket.attention_mask}).logits)
-        for row, i in enumerate(bucket.indices):
-            labels = pieces[i][1]
-            row_logits = logits[row, :len(labels)].astype(np.float64)
-            if task == "causal-lm":
-                row_logits, labels = row_logits[:-1], labels[1:]
-            keep = labels != -100
-            if not keep.any():
-                continue
-            chosen = row_logits[keep]
-            top = chosen.max(-1, keepdims=True)
-            log_z = (top + np.log(np.exp(chosen - top).sum(-1, keepdims=True)))[:, 0]
-            totals[owners[i]] += float((log_z - chosen[np.arange(len(chosen)), labels[keep]]).sum())
-            counts[owners[i]] += int(keep.sum())
+    # The backend's length-bucketed batch runner (jitted in flax); a bucket of 2048 tokens holds 64 MB of logits
+    # over a 8k vocabulary.
+    outputs = import_backend(backend).encode_batched(model, [p[0] for p in pieces], max_tokens=2048)
+    for (ids, labels), owner, out in zip(pieces, owners, outputs):
+        logits = out["logits"].astype(np.float64)
+        if task == "causal-lm":
+            logits, labels = logits[:-1], labels[1:]
+        keep = labels != -100
+        if not keep.any():
+            continue
+        chosen = logits[keep]
+        top = chosen.max(-1, keepdims=True)
+        log_z = (top + np.log(np.exp(chosen - top).sum(-1, keepdims=True)))[:, 0]
+        totals[owner] += float((log_z - chosen[np.arange(len(chosen)), labels[keep]]).sum())
+        counts[owner] += int(keep.sum())
     return [{"loss": float(t / c) if c else 0.0, "num_tokens": int(c)} for t, c in zip(totals, counts)]
 
 
@@ -136,7 +131,7 @@ def _pipeline_predictions(task: str, backend: str, model: Any, tokenizer: Any, d
         pipe = xlmr.pipeline(task, model=model, backend=backend, tokenizer=tokenizer, max_length=settings.max_length)
         out = pipe(question=[r["question"] for r in records], context=[r["context"] for r in records],
                    doc_stride=settings.doc_stride, max_answer_len=settings.max_answer_length,
-                   handle_impossible_answer=settings.has_no_answer)
+                   max_question_len=settings.max_length, handle_impossible_answer=settings.has_no_answer)
         return out if isinstance(out, list) else [out]
     pipe = xlmr.pipeline(task, model=model, backend=backend, tokenizer=tokenizer, max_length=settings.max_length)
     return pipe([{"prompt": r["prompt"], "choices": r["choices"]} for r in records])
@@ -163,6 +158,87 @@ def _progress(total: int, quiet: bool):
                 disable=quiet or not sys.stderr.isatty())
 
 
+@dataclasses.dataclass
+class Prepared:
+    """Everything a fine-tuning run needs before a framework is involved: the same for every backend."""
+
+    task: str
+    model: str                      # the starting checkpoint folder
+    tokenizer: Any
+    settings: TaskSettings
+    space: LabelSpace | None
+    train_set: Dataset
+    validation_set: Dataset
+    features: list[dict[str, np.ndarray]]
+    saved_config: XLMRobertaConfig  # the config written with the result (labels, problem_type, decoder flag)
+    overrides: dict[str, Any]       # config changes for training (those, plus dropout 0 with --no-dropout)
+
+    @property
+    def architecture(self) -> str:
+        return ARCHITECTURES[self.task]
+
+
+def prepare(task: str, model: str, train: str, validation: str, *, seed: int = 42, no_dropout: bool = False,
+            max_length: int | None = None, doc_stride: int | None = None, max_answer_length: int | None = None,
+            mlm_probability: float | None = None, label_all_tokens: bool = False) -> Prepared:
+    """Read and check the data, build the label space, settings and training features."""
+    check_task(task)
+    config = XLMRobertaConfig.from_pretrained(model)
+    tokenizer = _tokenizer(model)
+    settings = task_settings(task, config, None, max_length=max_length, doc_stride=doc_stride,
+                             max_answer_length=max_answer_length, mlm_probability=mlm_probability,
+                             label_all_tokens=label_all_tokens, seed=seed)
+    train_set, validation_set = read_records(train, task), read_records(validation, task)
+    space = LabelSpace.from_training(train_set)
+    if space is not None:
+        space.check(validation_set)
+        settings.labels = space.to_dict()
+    if task == "question-answering":
+        settings.has_no_answer = any(not r.fields["answers"]["text"]
+                                     for d in (train_set, validation_set) for r in d.records)
+    features = training_features(train_set, tokenizer, settings, space)
+    if not features:
+        raise DataError(f"{train}: no training features after tokenisation")
+    overrides: dict[str, Any] = {}
+    if space is not None:
+        overrides = {"id2label": space.id2label, "label2id": space.label2id, "num_labels": len(space.names),
+                     "problem_type": space.problem_type}
+    if task == "causal-lm":
+        overrides["is_decoder"] = True  # causal attention: without it a token sees the one it must predict
+    saved_config = config.replace(**overrides, architectures=[ARCHITECTURES[task]])
+    if no_dropout:
+        overrides.update({name: 0.0 for name in DROPOUT_FIELDS})
+    return Prepared(task, model, tokenizer, settings, space, train_set, validation_set, features, saved_config,
+                    overrides)
+
+
+def load_for_training(prepared: Prepared, backend: str, seed: int) -> Any:
+    """The task's class in ``backend`` from the starting checkpoint; a head it lacks (or of another size) is
+    initialised from ``seed``, the same in every backend, with HF's warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        return model_class(backend, prepared.architecture).from_pretrained(
+            prepared.model, seed=seed, ignore_mismatched_sizes=True, **prepared.overrides)
+
+
+def batch_source(prepared: Prepared, training: schedule.TrainingSettings) -> Callable[[int], Any]:
+    """``batches(epoch)``: the shared, seeded batches of one epoch."""
+    mlm = _mlm_options(prepared.tokenizer, prepared.settings) if prepared.task == "masked-lm" else None
+    return lambda epoch: training_batches(prepared.features, prepared.task, training.batch_size, training.seed,
+                                         epoch, prepared.tokenizer.pad_token_id, mlm)
+
+
+def train_in(backend: str, net: Any, prepared: Prepared, training: schedule.TrainingSettings,
+             on_step: Callable[[int, float], None], plan: distributed.Plan | None = None,
+             engine: Any = None) -> Any:
+    """Run ``xlmr.<backend>.training.train`` on the prepared data; returns the trained model (a new one after
+    FSDP). ``plan`` and ``engine`` spread it out (``xlmr.common.distributed``, ``xlmr.<backend>.distributed``)."""
+    per_epoch = steps_per_epoch(len(prepared.features), training.batch_size)
+    module = importlib.import_module(f"xlmr.{backend}.training")
+    return module.train(net, batch_source(prepared, training), training, per_epoch, on_step, plan=plan,
+                        task=prepared.task, engine=engine) or net
+
+
 def finetune(task: str, backend: str, model: str, train: str, validation: str, output: str, *, epochs: int = 3,
              batch_size: int = 16, learning_rate: float = 5e-5, weight_decay: float = 0.0,
              warmup_ratio: float = 0.0, max_length: int | None = None, seed: int = 42, no_dropout: bool = False,
@@ -182,56 +258,31 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
     check_backend(backend)
     # --- distributed hook: engine and plan, checked before any work -------------------------------------------
     options = distributed.check_options(backend, fsdp=fsdp, mesh=mesh, strategy=strategy, cpu_devices=cpu_devices)
-    engine = __import__(f"xlmr.{backend}.distributed", fromlist=["Engine"]).Engine.from_options(**options)
+    engine = importlib.import_module(f"xlmr.{backend}.distributed").Engine.from_options(**options)
     plan = distributed.Plan(world=engine.world, rank=engine.rank, accumulation=gradient_accumulation_steps,
                             save_steps=save_steps, output=os.path.abspath(output))
     plan.micro_batch_size(batch_size)
     training = schedule.TrainingSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                                weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed,
-                                no_dropout=no_dropout, logging_steps=logging_steps)
+                                         weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed,
+                                         no_dropout=no_dropout, logging_steps=logging_steps)
     output = os.path.abspath(output)
     if os.path.exists(output) and not force and resume_from is None:
         raise FileExistsError(f"--output {output} already exists; pass --force to replace it "
                               "(or --resume-from auto to continue from its checkpoints)")
     plan.resume_path = distributed.resolve_resume(resume_from, output)
-    config = XLMRobertaConfig.from_pretrained(model)
-    tokenizer = _tokenizer(model)
-    settings = task_settings(task, config, None, max_length=max_length, doc_stride=doc_stride,
-                             max_answer_length=max_answer_length, mlm_probability=mlm_probability,
-                             label_all_tokens=label_all_tokens, seed=seed)
-    train_set, validation_set = read_records(train, task), read_records(validation, task)
-    space = LabelSpace.from_training(train_set)
-    if space is not None:
-        space.check(validation_set)
-        settings.labels = space.to_dict()
-    if task == "question-answering":
-        settings.has_no_answer = any(not r.fields["answers"]["text"]
-                                     for d in (train_set, validation_set) for r in d.records)
-    features = training_features(train_set, tokenizer, settings, space)
-    if not features:
-        raise DataError(f"{train}: no training features after tokenisation")
-
-    architecture = ARCHITECTURES[task]
-    overrides: dict[str, Any] = {}
-    if space is not None:
-        overrides = {"id2label": space.id2label, "label2id": space.label2id, "num_labels": len(space.names),
-                     "problem_type": space.problem_type}
-    saved_config = config.replace(**overrides, architectures=[architecture])
-    if no_dropout:
-        overrides.update({name: 0.0 for name in DROPOUT_FIELDS})
-    per_epoch = steps_per_epoch(len(features), training.batch_size)
+    prepared = prepare(task, model, train, validation, seed=seed, no_dropout=no_dropout, max_length=max_length,
+                       doc_stride=doc_stride, max_answer_length=max_answer_length,
+                       mlm_probability=mlm_probability, label_all_tokens=label_all_tokens)
+    per_epoch = steps_per_epoch(len(prepared.features), training.batch_size)
     total = per_epoch * training.epochs
-    shapes = {k: list(v) for k, v in parameter_shapes(config.replace(**overrides), architecture).items()}
-    plan.template = distributed.TrainerState(0, 0, 0, task, backend, architecture, shapes, total)
+    shapes = {k: list(v) for k, v in parameter_shapes(prepared.saved_config, prepared.architecture).items()}
+    plan.template = distributed.TrainerState(0, 0, 0, task, backend, prepared.architecture, shapes, total)
     if plan.resume_path is not None:
         plan.resume = distributed.TrainerState.load(plan.resume_path)
-        plan.resume.check_matches(plan.resume_path, task, backend, architecture, shapes, total)
-    with warnings.catch_warnings(), engine.scope():
-        warnings.simplefilter("always")
-        net = model_class(backend, architecture).from_pretrained(model, seed=seed, ignore_mismatched_sizes=True,
-                                                                 **overrides)
+        plan.resume.check_matches(plan.resume_path, task, backend, prepared.architecture, shapes, total)
+    with engine.scope():  # tf: variables of a strategy's model are made inside its scope
+        net = load_for_training(prepared, backend, seed)
 
-    mlm = _mlm_options(tokenizer, settings) if task == "masked-lm" else None
     log: list[dict[str, Any]] = plan.resume.extra.get("log", []) if plan.resume is not None else []
     plan.template.extra = {"log": log}  # the log so far travels in each checkpoint
     window: list[float] = []
@@ -250,31 +301,31 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
 
     started = time.perf_counter()
     bar.update(plan.start_step)
-    training_module = __import__(f"xlmr.{backend}.training", fromlist=["train"])
-    net = training_module.train(net, lambda epoch: training_batches(features, task, training.batch_size, seed, epoch,
-                                                                    tokenizer.pad_token_id, mlm),
-                                training, per_epoch, step_done, plan=plan, task=task, engine=engine) or net
+    net = train_in(backend, net, prepared, training, step_done, plan, engine)
     bar.close()
     seconds = time.perf_counter() - started
     if not plan.is_writer:
         engine.close()
         return None
 
-    outputs = predictions(task, backend, net, tokenizer, validation_set, settings, space)
-    metrics = score(task, validation_set, outputs, space)
+    outputs = predictions(task, backend, net, prepared.tokenizer, prepared.validation_set, prepared.settings,
+                          prepared.space)
+    metrics = score(task, prepared.validation_set, outputs, prepared.space)
+    # Everything is built in a hidden sibling folder and renamed onto --output last: an interrupted run leaves
+    # no --output (or the old one, with --force).
     with atomic_directory(output, overwrite=force or os.path.exists(output) and (
             plan.save_steps or plan.resume_path is not None)) as folder:
-        distributed.keep_checkpoints(output, folder)
-        save_pretrained(folder, saved_config, net.canonical_state(), architecture)
-        tokenizer.save_pretrained(folder)
-        settings.save(folder)
+        distributed.keep_checkpoints(output, folder)  # checkpoints this run (or the one it resumes) wrote
+        save_pretrained(folder, prepared.saved_config, net.canonical_state(), prepared.architecture)
+        prepared.tokenizer.save_pretrained(folder)
+        prepared.settings.save(folder)
         atomic_write_text(os.path.join(folder, "metrics.json"), json.dumps(metrics, indent=2) + "\n")
         atomic_write_text(os.path.join(folder, "train_log.jsonl"), "".join(json.dumps(x) + "\n" for x in log))
         atomic_write_text(os.path.join(folder, "train_args.json"), json.dumps(
             {"task": task, "backend": backend, "model": os.path.abspath(model), "train": os.path.abspath(train),
              "validation": os.path.abspath(validation), "train_seconds": round(seconds, 3), "steps": total,
              "world": plan.world, "gradient_accumulation_steps": plan.accumulation,
-             **{k: v for k, v in vars(training).items()}}, indent=2) + "\n")
+             **dataclasses.asdict(training)}, indent=2) + "\n")
     engine.close()
     return metrics
 
@@ -293,7 +344,9 @@ def _load(task: str, backend: str, model: str, flags: dict[str, Any]):
                  LabelSpace(config.problem_type or "single_label_classification", names))
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        net = model_class(backend, ARCHITECTURES[task]).from_pretrained(model, seed=settings.seed)
+        # a causal LM is scored with causal attention even from a checkpoint saved as an encoder
+        extra = {"is_decoder": True} if task == "causal-lm" else {}
+        net = model_class(backend, ARCHITECTURES[task]).from_pretrained(model, seed=settings.seed, **extra)
     return net, _tokenizer(model), settings, space
 
 

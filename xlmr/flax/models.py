@@ -380,6 +380,10 @@ class XLMRobertaForCausalLM(XLMRobertaPreTrainedModel):
         self.lm_head = LMHead(config, **self._kw(rngs))
         self._initialise(seed, _weights)
 
+    def generate(self, input_ids, attention_mask=None, **settings):  # see xlmr.flax.generation
+        from xlmr.flax.generation import generate
+        return generate(self, input_ids, attention_mask, **settings)
+
     def __call__(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
                  inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
                  past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,

@@ -521,6 +521,10 @@ class XLMRobertaForCausalLM(_WithEncoder):
         build(self.roberta)
         build(self.lm_head)
 
+    def generate(self, input_ids, attention_mask=None, **settings):  # see xlmr.tf.generation
+        from xlmr.tf.generation import generate
+        return generate(self, input_ids, attention_mask, **settings)
+
     def call(self, input_ids=None, attention_mask=None, token_type_ids=None, position_ids=None, head_mask=None,
              inputs_embeds=None, encoder_hidden_states=None, encoder_attention_mask=None, labels=None,
              past_key_values=None, use_cache=None, output_attentions=None, output_hidden_states=None,
