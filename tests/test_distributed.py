@@ -165,3 +165,23 @@ def test_tf_mirrored_accumulation_and_resume_equal_one_device(tmp_path):
         _assert_same_run(runs[name], single, TOLERANCE_FP32)
     assert runs["resumed:checkpoints"] == ["checkpoint-2"]
     _assert_same_run(runs["resumed"], runs["mirrored2"]["losses"], RESUME_TOLERANCE)
+
+
+@pytest.mark.parametrize("backend, flags, message", [
+    ("flax", ["--mesh", "data=4"], "--mesh data=4,fsdp=1 needs 4 devices but only 1 cpu device"),
+    ("tf", ["--nproc", "2"], "--nproc starts torch processes; --backend tf distributes over devices"),
+    ("pt", ["--mesh", "data=2"], "--mesh is for --backend flax, not pt"),
+])
+def test_the_command_refuses_a_bad_engine_in_one_line(tmp_path, backend, flags, message):
+    if backend not in installed_backends():
+        pytest.skip(f"{backend} not installed")
+    train, validation = distributed_runs.data(str(tmp_path))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [distributed_runs.ROOT, os.environ.get("PYTHONPATH")]))
+    result = subprocess.run([sys.executable, "-m", "xlmr", "finetune", "masked-lm", "--backend", backend, "--model",
+                             distributed_runs.MODEL, "--train", train, "--validation", validation, "--output",
+                             str(tmp_path / "out"), *flags], capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("xlmr finetune: ")
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
