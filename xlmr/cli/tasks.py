@@ -266,10 +266,11 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
                                          weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed,
                                          no_dropout=no_dropout, logging_steps=logging_steps)
     output = os.path.abspath(output)
-    if os.path.exists(output) and not force and resume_from is None:
-        raise FileExistsError(f"--output {output} already exists; pass --force to replace it "
-                              "(or --resume-from auto to continue from its checkpoints)")
+    existed = os.path.exists(output)
     plan.resume_path = distributed.resolve_resume(resume_from, output)
+    if existed and not force and plan.resume_path is None:
+        raise FileExistsError(f"--output {output} already exists" + (" and holds no checkpoint to resume"
+                              if resume_from == "auto" else "") + "; pass --force to replace it")
     prepared = prepare(task, model, train, validation, seed=seed, no_dropout=no_dropout, max_length=max_length,
                        doc_stride=doc_stride, max_answer_length=max_answer_length,
                        mlm_probability=mlm_probability, label_all_tokens=label_all_tokens)
@@ -313,9 +314,9 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
     metrics = score(task, prepared.validation_set, outputs, prepared.space)
     # Everything is built in a hidden sibling folder and renamed onto --output last: an interrupted run leaves
     # no --output (or the old one, with --force).
-    with atomic_directory(output, overwrite=force or os.path.exists(output) and (
-            plan.save_steps or plan.resume_path is not None)) as folder:
-        distributed.keep_checkpoints(output, folder)  # checkpoints this run (or the one it resumes) wrote
+    # --output may hold this run's checkpoints, or those it resumed from: they are kept (hard links) below
+    with atomic_directory(output, overwrite=force or not existed or plan.resume_path is not None) as folder:
+        distributed.keep_checkpoints(output, folder)
         save_pretrained(folder, prepared.saved_config, net.canonical_state(), prepared.architecture)
         prepared.tokenizer.save_pretrained(folder)
         prepared.settings.save(folder)

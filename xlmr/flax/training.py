@@ -17,8 +17,8 @@ Example:
     >>> batch = {"input_ids": np.array([[0, 5, 2], [0, 6, 2]]), "attention_mask": np.ones((2, 3), np.int64),
     ...          "labels": np.array([0, 1])}
     >>> losses = []
-    >>> train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
-    ...       lambda step, loss: losses.append(loss))
+    >>> model = train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
+    ...               lambda step, loss: losses.append(loss))
     >>> len(losses), losses[-1] < losses[0]
     (5, True)
 """
