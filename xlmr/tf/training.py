@@ -61,7 +61,18 @@ class LinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
 
 class AdamW(keras.optimizers.AdamW):
-    """``keras.optimizers.AdamW`` with epsilon added to ``sqrt(v_hat)`` as in torch and optax (see above)."""
+    """``keras.optimizers.AdamW`` with epsilon added to ``sqrt(v_hat)`` as in torch and optax (see above), and
+    dense embedding gradients.
+
+    TensorFlow gives an embedding table's gradient as ``IndexedSlices`` (the rows of this batch's tokens), and
+    Keras then updates only those rows; torch and optax update every row, since Adam's moments keep moving a row
+    after its token left the batch. The parity test caught it: losses parted at the third update, once a batch
+    lacked tokens of an earlier one. Densifying the slices makes the update the same.
+    """
+
+    def apply(self, grads, trainable_variables=None):
+        grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+        return super().apply(grads, trainable_variables)
 
     @property
     def epsilon(self):
