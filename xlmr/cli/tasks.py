@@ -28,9 +28,11 @@ from typing import Any, Callable
 import numpy as np
 
 from xlmr.backends import check_backend, import_backend, model_class
+from xlmr.common import distributed
 from xlmr.common.checkpoint import save_pretrained
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.io import atomic_directory, atomic_write_text
+from xlmr.common.weights import parameter_shapes
 from xlmr.common.tasks import ARCHITECTURES, TASKS, check_task
 from xlmr.common.tasks.batches import lm_targets, steps_per_epoch, training_batches
 from xlmr.common.tasks.evaluation import score
@@ -227,11 +229,14 @@ def batch_source(prepared: Prepared, training: schedule.TrainingSettings) -> Cal
 
 
 def train_in(backend: str, net: Any, prepared: Prepared, training: schedule.TrainingSettings,
-             on_step: Callable[[int, float], None]) -> None:
-    """Run ``xlmr.<backend>.training.train`` on the prepared data."""
+             on_step: Callable[[int, float], None], plan: distributed.Plan | None = None,
+             engine: Any = None) -> Any:
+    """Run ``xlmr.<backend>.training.train`` on the prepared data; returns the trained model (a new one after
+    FSDP). ``plan`` and ``engine`` spread it out (``xlmr.common.distributed``, ``xlmr.<backend>.distributed``)."""
     per_epoch = steps_per_epoch(len(prepared.features), training.batch_size)
     module = importlib.import_module(f"xlmr.{backend}.training")
-    module.train(net, batch_source(prepared, training), training, per_epoch, on_step)
+    return module.train(net, batch_source(prepared, training), training, per_epoch, on_step, plan=plan,
+                        task=prepared.task, engine=engine) or net
 
 
 def finetune(task: str, backend: str, model: str, train: str, validation: str, output: str, *, epochs: int = 3,
@@ -239,26 +244,48 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
              warmup_ratio: float = 0.0, max_length: int | None = None, seed: int = 42, no_dropout: bool = False,
              doc_stride: int | None = None, max_answer_length: int | None = None,
              mlm_probability: float | None = None, label_all_tokens: bool = False, logging_steps: int = 10,
-             force: bool = False, quiet: bool = False, on_step: Callable[[int, float], None] | None = None
-             ) -> dict[str, float]:
+             force: bool = False, quiet: bool = False, on_step: Callable[[int, float], None] | None = None,
+             gradient_accumulation_steps: int = 1, save_steps: int = 0, resume_from: str | None = None,
+             fsdp: bool = False, mesh: str | None = None, strategy: str | None = None,
+             cpu_devices: int | None = None) -> dict[str, float] | None:
     """Fine-tune ``model`` (a checkpoint folder) for ``task`` in ``backend``; write ``output``; return the
-    validation metrics. ``on_step(step, loss)`` is called after every update (tests use it)."""
+    validation metrics. ``on_step(step, loss)`` is called after every update (tests use it).
+
+    Distributed runs (``fsdp``, ``mesh``, ``strategy``, ``cpu_devices``: see ``xlmr.common.distributed``):
+    ``batch_size`` is the global batch of one update, split over the replicas and ``gradient_accumulation_steps``
+    micro-batches; only rank 0 validates and writes, and the other ranks return None."""
     check_task(task)
     check_backend(backend)
+    # --- distributed hook: engine and plan, checked before any work -------------------------------------------
+    options = distributed.check_options(backend, fsdp=fsdp, mesh=mesh, strategy=strategy, cpu_devices=cpu_devices)
+    engine = importlib.import_module(f"xlmr.{backend}.distributed").Engine.from_options(**options)
+    plan = distributed.Plan(world=engine.world, rank=engine.rank, accumulation=gradient_accumulation_steps,
+                            save_steps=save_steps, output=os.path.abspath(output))
+    plan.micro_batch_size(batch_size)
     training = schedule.TrainingSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                          weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed,
                                          no_dropout=no_dropout, logging_steps=logging_steps)
     output = os.path.abspath(output)
-    if os.path.exists(output) and not force:
-        raise FileExistsError(f"--output {output} already exists; pass --force to replace it")
+    existed = os.path.exists(output)
+    plan.resume_path = distributed.resolve_resume(resume_from, output)
+    if existed and not force and plan.resume_path is None:
+        raise FileExistsError(f"--output {output} already exists" + (" and holds no checkpoint to resume"
+                              if resume_from == "auto" else "") + "; pass --force to replace it")
     prepared = prepare(task, model, train, validation, seed=seed, no_dropout=no_dropout, max_length=max_length,
                        doc_stride=doc_stride, max_answer_length=max_answer_length,
                        mlm_probability=mlm_probability, label_all_tokens=label_all_tokens)
-    net = load_for_training(prepared, backend, seed)
-
     per_epoch = steps_per_epoch(len(prepared.features), training.batch_size)
     total = per_epoch * training.epochs
-    log: list[dict[str, Any]] = []
+    shapes = {k: list(v) for k, v in parameter_shapes(prepared.saved_config, prepared.architecture).items()}
+    plan.template = distributed.TrainerState(0, 0, 0, task, backend, prepared.architecture, shapes, total)
+    if plan.resume_path is not None:
+        plan.resume = distributed.TrainerState.load(plan.resume_path)
+        plan.resume.check_matches(plan.resume_path, task, backend, prepared.architecture, shapes, total)
+    with engine.scope():  # tf: variables of a strategy's model are made inside its scope
+        net = load_for_training(prepared, backend, seed)
+
+    log: list[dict[str, Any]] = plan.resume.extra.get("log", []) if plan.resume is not None else []
+    plan.template.extra = {"log": log}  # the log so far travels in each checkpoint
     window: list[float] = []
     bar = _progress(total, quiet)
 
@@ -274,16 +301,22 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
             on_step(step, loss)
 
     started = time.perf_counter()
-    train_in(backend, net, prepared, training, step_done)
+    bar.update(plan.start_step)
+    net = train_in(backend, net, prepared, training, step_done, plan, engine)
     bar.close()
     seconds = time.perf_counter() - started
+    if not plan.is_writer:
+        engine.close()
+        return None
 
     outputs = predictions(task, backend, net, prepared.tokenizer, prepared.validation_set, prepared.settings,
                           prepared.space)
     metrics = score(task, prepared.validation_set, outputs, prepared.space)
     # Everything is built in a hidden sibling folder and renamed onto --output last: an interrupted run leaves
     # no --output (or the old one, with --force).
-    with atomic_directory(output, overwrite=force) as folder:
+    # --output may hold this run's checkpoints, or those it resumed from: they are kept (hard links) below
+    with atomic_directory(output, overwrite=force or not existed or plan.resume_path is not None) as folder:
+        distributed.keep_checkpoints(output, folder)
         save_pretrained(folder, prepared.saved_config, net.canonical_state(), prepared.architecture)
         prepared.tokenizer.save_pretrained(folder)
         prepared.settings.save(folder)
@@ -292,7 +325,9 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
         atomic_write_text(os.path.join(folder, "train_args.json"), json.dumps(
             {"task": task, "backend": backend, "model": os.path.abspath(model), "train": os.path.abspath(train),
              "validation": os.path.abspath(validation), "train_seconds": round(seconds, 3), "steps": total,
+             "world": plan.world, "gradient_accumulation_steps": plan.accumulation,
              **dataclasses.asdict(training)}, indent=2) + "\n")
+    engine.close()
     return metrics
 
 

@@ -17,8 +17,8 @@ Example:
     >>> batch = {"input_ids": np.array([[0, 5, 2], [0, 6, 2]]), "attention_mask": np.ones((2, 3), np.int64),
     ...          "labels": np.array([0, 1])}
     >>> losses = []
-    >>> train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
-    ...       lambda step, loss: losses.append(loss))
+    >>> model = train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
+    ...               lambda step, loss: losses.append(loss))
     >>> len(losses), losses[-1] < losses[0]
     (5, True)
 """
@@ -33,8 +33,10 @@ import numpy as np
 import optax
 from flax import nnx
 
+from xlmr.common.distributed import Plan, position, split_batch
 from xlmr.common.tasks.schedule import TrainingSettings, decays, warmup_steps
 from xlmr.common.weights import from_scheme_name
+from xlmr.flax.distributed import Engine
 
 
 def linear_schedule(settings: TrainingSettings, total_steps: int) -> Callable:
@@ -71,34 +73,76 @@ def make_optimizer(model: nnx.Module, settings: TrainingSettings, total_steps: i
     return nnx.Optimizer(model, tx, wrt=nnx.Param)
 
 
-def make_train_step(model: nnx.Module, optimizer: nnx.Optimizer) -> Callable:
-    """A jitted ``step(state, batch) -> (loss, state)`` over the split (model, optimizer) pair."""
-    graph, _ = nnx.split((model, optimizer))
+def make_train_step(model: nnx.Module, optimizer: nnx.Optimizer, engine: Engine | None = None) -> Callable:
+    """A jitted ``step(state, batch) -> (loss, state)`` over the split (model, optimizer) pair. ``batch`` is a
+    dict, or a tuple of micro-batches with their loss weights (``step(state, micros, weights)``: gradient
+    accumulation inside one compiled update). ``engine`` gives the state and batch shardings of a mesh."""
+    graph, state = nnx.split((model, optimizer))
+    engine = engine or Engine()
 
-    @jax.jit
-    def step(state, batch):
+    def step(state, batch, weights=None):
         model, optimizer = nnx.merge(graph, state)
-        loss, grads = nnx.value_and_grad(lambda m: m(**batch).loss)(model)
+        if weights is None:
+            loss, grads = nnx.value_and_grad(lambda m: m(**batch).loss)(model)
+        else:
+            loss, grads = 0.0, None
+            for i, micro in enumerate(batch):
+                part, g = nnx.value_and_grad(lambda m: m(**micro).loss)(model)
+                loss = loss + part * weights[i]
+                g = jax.tree.map(lambda x: x * weights[i], g)
+                grads = g if grads is None else jax.tree.map(jnp.add, grads, g)
         optimizer.update(model, grads)
         return loss, nnx.state((model, optimizer))
 
-    return step
+    if engine.mesh is None:
+        return jax.jit(step)
+    state_shardings, replicated, compiled = engine.state_shardings(state), engine.replicated(), {}
+
+    def sharded(state, batch, weights=None):
+        micros = (batch,) if weights is None else batch
+        batch_sharding = engine.batch_sharding(micros)
+        key = (batch_sharding.spec, weights is None)
+        if key not in compiled:
+            compiled[key] = jax.jit(step, in_shardings=(state_shardings, batch_sharding) + (
+                () if weights is None else (replicated,)), out_shardings=(replicated, state_shardings))
+        return compiled[key](state, *((batch,) if weights is None else (batch, weights)))
+
+    sharded.state_shardings = state_shardings
+    return sharded
 
 
+# --- distributed hook (xlmr.flax.distributed): the same loop on one device or a mesh ---------------------------
 def train(model: nnx.Module, batches: Callable[[int], Iterable[dict[str, np.ndarray]]],
-          settings: TrainingSettings, steps_per_epoch: int, on_step: Callable[[int, float], None]) -> None:
+          settings: TrainingSettings, steps_per_epoch: int, on_step: Callable[[int, float], None],
+          plan: Plan | None = None, task: str = "", engine: Engine | None = None) -> nnx.Module:
     """Train ``model`` in place for ``settings.epochs`` epochs of ``batches(epoch)``; ``on_step(step, loss)``
-    after every update (step counts from 1)."""
+    after every update (step counts from 1). ``plan`` (``xlmr.common.distributed``) cuts each batch into
+    micro-batches, saves checkpoints and resumes; ``engine`` shards the state and batches over its mesh."""
+    plan, engine = plan or Plan(), engine or Engine()
     nnx.reseed(model, dropout=settings.seed)  # dropout masks
     model.train()
-    optimizer = make_optimizer(model, settings, settings.epochs * steps_per_epoch)
-    step_fn = make_train_step(model, optimizer)
-    state = nnx.state((model, optimizer))
-    step = 0
-    for epoch in range(settings.epochs):
-        for batch in batches(epoch):
-            loss, state = step_fn(state, {k: jnp.asarray(v) for k, v in batch.items()})
+    total = settings.epochs * steps_per_epoch
+    optimizer = make_optimizer(model, settings, total)
+    step_fn = make_train_step(model, optimizer, engine)
+    state = engine.put(nnx.state((model, optimizer)), getattr(step_fn, "state_shardings", None))
+    if plan.resume_path is not None:
+        state = engine.load(plan.resume_path, state)
+    step = plan.start_step
+    first_epoch, skip = position(step, steps_per_epoch)
+    for epoch in range(first_epoch, settings.epochs):
+        for b, batch in enumerate(batches(epoch)):
+            if epoch == first_epoch and b < skip:
+                continue
+            if plan.accumulation > 1:
+                pieces = split_batch(batch, task, 0, 1, plan.accumulation)
+                loss, state = step_fn(state, tuple({k: jnp.asarray(v) for k, v in p.items()} for p, _ in pieces),
+                                      jnp.asarray([w for _, w in pieces], jnp.float32))
+            else:
+                loss, state = step_fn(state, {k: jnp.asarray(v) for k, v in batch.items()})
             step += 1
             on_step(step, float(loss))
-    nnx.update((model, optimizer), state)
+            if plan.should_save(step, total):
+                plan.save(step, steps_per_epoch, lambda folder: engine.save(folder, state))
+    nnx.update((model, optimizer), jax.device_put(state, jax.devices()[0]) if engine.mesh is not None else state)
     model.eval()
+    return model

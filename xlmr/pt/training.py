@@ -17,8 +17,8 @@ Example:
     >>> batch = {"input_ids": np.array([[0, 5, 2], [0, 6, 2]]), "attention_mask": np.ones((2, 3), np.int64),
     ...          "labels": np.array([0, 1])}
     >>> losses = []
-    >>> train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
-    ...       lambda step, loss: losses.append(loss))
+    >>> model = train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
+    ...               lambda step, loss: losses.append(loss))
     >>> len(losses), losses[-1] < losses[0]
     (5, True)
 """
@@ -30,7 +30,9 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from xlmr.common.distributed import Plan, position, split_batch
 from xlmr.common.tasks.schedule import TrainingSettings, decays, lr_factor, warmup_steps
+from xlmr.pt.distributed import Engine
 
 
 def make_optimizer(model: torch.nn.Module, settings: TrainingSettings, total_steps: int):
@@ -46,30 +48,55 @@ def make_optimizer(model: torch.nn.Module, settings: TrainingSettings, total_ste
     return optimizer, scheduler
 
 
-def train_step(model: torch.nn.Module, optimizer, scheduler, batch: dict[str, np.ndarray],
-               settings: TrainingSettings) -> float:
-    """One update on ``batch`` (numpy arrays, labels inside); returns the batch's loss."""
+def train_step(model: torch.nn.Module, optimizer, scheduler, batch, settings: TrainingSettings,
+               loss_scale: float = 1.0) -> float:
+    """One update on ``batch`` (numpy arrays, labels inside), or on a list of ``(micro-batch, weight)`` pieces
+    (``xlmr.common.distributed.split_batch``: gradient accumulation, data parallelism); returns this process's
+    share of the batch's loss. ``loss_scale`` undoes DDP/FSDP's averaging of gradients over the world."""
     device = next(model.parameters()).device
-    loss = model(**{k: torch.from_numpy(v).to(device) for k, v in batch.items()}).loss
-    loss.backward()
+    pieces = [(batch, 1.0)] if isinstance(batch, dict) else batch
+    total = 0.0
+    for piece, weight in pieces:
+        loss = model(**{k: torch.from_numpy(v).to(device) for k, v in piece.items()}).loss
+        (loss * (weight * loss_scale) if (weight, loss_scale) != (1.0, 1.0) else loss).backward()
+        total += float(loss.detach()) * weight
     if settings.max_grad_norm:
         torch.nn.utils.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(loss.detach())
+    return total
 
 
+# --- distributed hook (xlmr.pt.distributed): the same loop on one process or many ------------------------------
 def train(model: torch.nn.Module, batches: Callable[[int], Iterable[dict[str, np.ndarray]]],
-          settings: TrainingSettings, steps_per_epoch: int, on_step: Callable[[int, float], None]) -> None:
+          settings: TrainingSettings, steps_per_epoch: int, on_step: Callable[[int, float], None],
+          plan: Plan | None = None, task: str = "", engine: Engine | None = None) -> torch.nn.Module:
     """Train ``model`` in place for ``settings.epochs`` epochs of ``batches(epoch)``; ``on_step(step, loss)``
-    after every update (step counts from 1)."""
+    after every update (step counts from 1). ``plan`` (``xlmr.common.distributed``) splits each batch over
+    ``engine``'s processes and into micro-batches, saves checkpoints and resumes; returns the trained model
+    (a new, unsharded one after FSDP)."""
+    plan, engine = plan or Plan(), engine or Engine()
     torch.manual_seed(settings.seed)  # dropout masks
-    optimizer, scheduler = make_optimizer(model, settings, settings.epochs * steps_per_epoch)
-    model.train()
-    step = 0
-    for epoch in range(settings.epochs):
-        for batch in batches(epoch):
+    total = settings.epochs * steps_per_epoch
+    wrapped = engine.wrap(model)
+    optimizer, scheduler = make_optimizer(wrapped, settings, total)
+    if plan.resume_path is not None:
+        engine.load(plan.resume_path, wrapped, optimizer, scheduler)
+    wrapped.train()
+    step = plan.start_step
+    first_epoch, skip = position(step, steps_per_epoch)
+    for epoch in range(first_epoch, settings.epochs):
+        for b, batch in enumerate(batches(epoch)):
+            if epoch == first_epoch and b < skip:
+                continue
+            if plan.world > 1 or plan.accumulation > 1:
+                batch = split_batch(batch, task, plan.rank, plan.world, plan.accumulation)
             step += 1
-            on_step(step, train_step(model, optimizer, scheduler, batch, settings))
+            on_step(step, engine.sum(train_step(wrapped, optimizer, scheduler, batch, settings, engine.loss_scale())))
+            if plan.should_save(step, total):
+                plan.save(step, steps_per_epoch, lambda folder: engine.save(folder, wrapped, optimizer, scheduler),
+                          engine.barrier)
+    model = engine.unwrap(wrapped, model)
     model.eval()
+    return model

@@ -23,8 +23,8 @@ Example:
     >>> batch = {"input_ids": np.array([[0, 5, 2], [0, 6, 2]]), "attention_mask": np.ones((2, 3), np.int64),
     ...          "labels": np.array([0, 1])}
     >>> losses = []
-    >>> train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
-    ...       lambda step, loss: losses.append(loss))
+    >>> model = train(model, lambda epoch: [batch], TrainingSettings(epochs=5, learning_rate=1e-2), 1,
+    ...               lambda step, loss: losses.append(loss))
     >>> len(losses), losses[-1] < losses[0]
     (5, True)
 """
@@ -37,8 +37,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from xlmr.common.distributed import Plan, position
 from xlmr.common.tasks.schedule import TrainingSettings, decays, warmup_steps
 from xlmr.common.weights import parameter_shapes, to_scheme_name
+from xlmr.tf.distributed import Engine
 
 
 class LinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -85,13 +87,15 @@ class AdamW(keras.optimizers.AdamW):
         return {**super().get_config(), "epsilon": self._torch_epsilon}
 
 
-def make_optimizer(model: keras.Model, settings: TrainingSettings, total_steps: int) -> keras.optimizers.AdamW:
-    """AdamW with the linear schedule, global-norm clipping, and HF's no-decay set (biases, LayerNorm weights)
-    excluded from weight decay by variable."""
+def make_optimizer(model: keras.Model, settings: TrainingSettings, total_steps: int,
+                   clip: bool = True) -> keras.optimizers.AdamW:
+    """AdamW with the linear schedule, global-norm clipping (unless ``clip`` is False: a distributed step clips
+    the all-reduced gradient itself), and HF's no-decay set (biases, LayerNorm weights) excluded from weight
+    decay by variable."""
     optimizer = AdamW(
         learning_rate=LinearSchedule(settings.learning_rate, warmup_steps(settings, total_steps), total_steps),
         weight_decay=settings.weight_decay, beta_1=settings.adam_beta1, beta_2=settings.adam_beta2,
-        epsilon=settings.adam_epsilon, global_clipnorm=settings.max_grad_norm or None)
+        epsilon=settings.adam_epsilon, global_clipnorm=(settings.max_grad_norm or None) if clip else None)
     names = parameter_shapes(model.config, model.architecture)
     optimizer.exclude_from_weight_decay(
         var_list=[model.get_variable(to_scheme_name(n, "tf")) for n in names if not decays(n)])
@@ -100,11 +104,12 @@ def make_optimizer(model: keras.Model, settings: TrainingSettings, total_steps: 
 
 class _StepLosses(keras.callbacks.Callback):
     """Reports each update's own loss: Keras logs a running mean over the epoch, so the metrics are reset
-    before every batch."""
+    before every batch. Saves checkpoints through ``plan`` when asked."""
 
-    def __init__(self, on_step: Callable[[int, float], None]):
+    def __init__(self, on_step: Callable[[int, float], None], start: int = 0,
+                 save: Callable[[int], None] | None = None):
         super().__init__()
-        self.on_step, self.step = on_step, 0
+        self.on_step, self.step, self.save = on_step, start, save
 
     def on_train_batch_begin(self, batch, logs=None):
         self.model.reset_metrics()
@@ -112,26 +117,44 @@ class _StepLosses(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
         self.on_step(self.step, float(logs["loss"]))
+        if self.save is not None:
+            self.save(self.step)
 
 
-def _dataset(batches: Callable[[int], Iterable[dict[str, np.ndarray]]], epochs: int) -> tf.data.Dataset:
-    first = next(iter(batches(0)))
-    signature = {k: tf.TensorSpec((None,) * v.ndim, tf.as_dtype(v.dtype)) for k, v in first.items()}
-
-    def every_epoch():
-        for epoch in range(epochs):
-            yield from batches(epoch)
-
-    return tf.data.Dataset.from_generator(every_epoch, output_signature=signature)
-
-
+# --- distributed hook (xlmr.tf.distributed): the same loop on one device or a strategy's replicas ---------------
 def train(model: keras.Model, batches: Callable[[int], Iterable[dict[str, np.ndarray]]],
-          settings: TrainingSettings, steps_per_epoch: int, on_step: Callable[[int, float], None]) -> None:
+          settings: TrainingSettings, steps_per_epoch: int, on_step: Callable[[int, float], None],
+          plan: Plan | None = None, task: str = "", engine: Engine | None = None) -> keras.Model:
     """Train ``model`` in place for ``settings.epochs`` epochs of ``batches(epoch)``; ``on_step(step, loss)``
-    after every update (step counts from 1)."""
+    after every update (step counts from 1). ``plan`` (``xlmr.common.distributed``) cuts each batch into
+    micro-batches, saves checkpoints and resumes; ``engine`` runs the steps on its strategy's replicas (the
+    model must have been built inside ``engine.scope()``)."""
+    plan, engine = plan or Plan(), engine or Engine()
     keras.utils.set_random_seed(settings.seed)  # dropout masks
-    model.compile(optimizer=make_optimizer(model, settings, settings.epochs * steps_per_epoch), jit_compile=False)
-    # With steps_per_epoch given, fit keeps one iterator over the generator across epochs: it walks the
-    # epochs' batches in order, epoch after epoch.
-    model.fit(_dataset(batches, settings.epochs), epochs=settings.epochs, steps_per_epoch=steps_per_epoch,
-              shuffle=False, verbose=0, callbacks=[_StepLosses(on_step)])
+    total = settings.epochs * steps_per_epoch
+    with engine.scope():
+        optimizer = make_optimizer(model, settings, total, clip=False)
+        model.compile(optimizer=optimizer, jit_compile=False)
+    engine.install_train_step(model, settings.max_grad_norm)
+    if plan.resume_path is not None:
+        engine.load(plan.resume_path, model, optimizer)
+    start = plan.start_step
+
+    def remaining():
+        """The batches after the resumed position, epoch after epoch, in the shared order (fit keeps one
+        iterator over them, so one Keras epoch of all the remaining steps is the same walk)."""
+        first_epoch, skip = position(start, steps_per_epoch)
+        for epoch in range(first_epoch, settings.epochs):
+            for b, batch in enumerate(batches(epoch)):
+                if epoch > first_epoch or b >= skip:
+                    yield batch
+
+    def save(step: int) -> None:
+        if plan.should_save(step, total):
+            plan.save(step, steps_per_epoch, lambda folder: engine.save(folder, model, optimizer))
+
+    if total > start:
+        model.fit(engine.dataset(remaining, plan, task), epochs=1,
+                  steps_per_epoch=total - start, shuffle=False, verbose=0,
+                  callbacks=[_StepLosses(on_step, start, save)])
+    return model
