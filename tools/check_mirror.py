@@ -51,6 +51,16 @@ ALLOWED_MODULES = {
     ("flax", "run_stablehlo"): "the standalone loader copied into a StableHLO export: jax and numpy only, no xlmr",
 }
 
+# Modules that hold each framework's own training machinery. Torch process groups, tf.distribute strategies and jax
+# meshes differ in shape, and so do a torch loop, Keras fit and an optax step: mirroring them line by line would
+# force fake methods. What the driver (xlmr/cli/tasks.py) calls must exist in all three with the same arguments;
+# the rest is compared by tests/test_training_parity.py and tests/test_distributed.py, which require the same
+# losses and parameters from every backend.
+IDIOM_MODULES = {
+    "training": ("train",),
+    "distributed": ("Engine", "Engine.from_options", "Engine.scope", "Engine.save", "Engine.load", "Engine.close"),
+}
+
 # Entries one backend may have that the others lack: "module:backend:path" -> reason. A path is ``Class``,
 # ``Class.method``, ``function``, or ``Class.method(argument)`` / ``function(argument)`` for one argument.
 ALLOWED = {
@@ -243,6 +253,30 @@ def _modules(root: str, backend: str) -> set[str]:
     return {f[:-3] for f in os.listdir(folder) if f.endswith(".py") and f != "__init__.py"}
 
 
+def _entry_points(path: str) -> dict[str, list[str] | None]:
+    """``name`` / ``Class.method`` -> argument names (None for a class) of a module's skeleton."""
+    found: dict[str, list[str] | None] = {}
+    for name, arguments, methods in skeleton(path):
+        found[name] = arguments
+        for method, method_arguments in methods or ():
+            found[f"{name}.{method}"] = method_arguments
+    return found
+
+
+def _check_entry_points(root: str, module: str) -> list[str]:
+    """An idiom module: the driver's entry points exist in every backend, with the same arguments for functions."""
+    problems = []
+    points = {b: _entry_points(os.path.join(root, "xlmr", b, module + ".py")) for b in BACKENDS}
+    for name in IDIOM_MODULES[module]:
+        missing = [b for b in BACKENDS if name not in points[b]]
+        if missing:
+            problems.append(f"{module}: {', '.join(missing)} lack(s) {name}, which xlmr/cli/tasks.py calls")
+        elif "." not in name and len({tuple(points[b][name] or ()) for b in BACKENDS}) > 1:
+            problems.append(f"{module}: {name} takes different arguments: " +
+                            "; ".join(f"{b} ({', '.join(points[b][name] or ())})" for b in BACKENDS))
+    return problems
+
+
 def check_mirror(root: str = ".") -> list[str]:
     """Every difference between the backends' skeletons that ALLOWED does not list, one line each."""
     problems = []
@@ -259,7 +293,9 @@ def check_mirror(root: str = ".") -> list[str]:
                 if (b, module) not in ALLOWED_MODULES:
                     others = ", ".join(x for x in BACKENDS if x not in holders)
                     problems.append(f"{module}: {b} has module xlmr/{b}/{module}.py, {others} has nothing")
-    compared = [m for m in sorted(set.intersection(*present.values()))]
+    compared = [m for m in sorted(set.intersection(*present.values())) if m not in IDIOM_MODULES]
+    for module in sorted(set(IDIOM_MODULES) & set.intersection(*present.values())):
+        problems += _check_entry_points(root, module)
     for module in compared:
         skeletons = {b: _filter(module, b, skeleton(os.path.join(root, "xlmr", b, module + ".py"))) for b in BACKENDS}
         for a, b in itertools.combinations(BACKENDS, 2):
