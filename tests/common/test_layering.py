@@ -126,6 +126,10 @@ def graph() -> dict[str, set[str]]:
             target = imp.target
             while target and target not in MODULES:
                 target = target.rpartition(".")[0]
+            if imp.dynamic and imp.target.endswith("."):
+                # f"xlmr.{backend}": some submodule named at run time. Like a static import of a submodule, it
+                # draws no edge to the package itself (every import runs the parents' __init__ first).
+                continue
             if target:
                 edges[name].add(target)
     return edges

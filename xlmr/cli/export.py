@@ -41,6 +41,7 @@ from xlmr.common.convert import TOKENIZER_FILES
 from xlmr.common.export_spec import (DTYPES, EXTRA, FORMATS, INPUT_DTYPE, MANIFEST, RUNTIME_MODULE, SOURCE_BACKEND,
                                      class_config, export_spec, missing_head_weights, resolve_task, servable_tasks,
                                      task_of)
+from xlmr.common.hub import resolve
 from xlmr.common.io import atomic_directory
 from xlmr.common.weights import infer_architecture
 
@@ -232,6 +233,7 @@ def export_checkpoint(checkpoint: str, out: str, format: str, *, task: str | Non
         raise ValueError(f"unknown dtype {dtype!r}; choose from {', '.join(DTYPES)}")
     if opset is not None and format != "onnx":
         raise ValueError(f"--opset is an ONNX setting; format {format} has none")
+    checkpoint = resolve(checkpoint)  # a folder, "xlmr-default" or a Hub id
     if not os.path.isdir(checkpoint):
         raise FileNotFoundError(f"checkpoint folder {checkpoint} does not exist")
     if os.path.exists(out) and not force:

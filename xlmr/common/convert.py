@@ -19,7 +19,7 @@ from xlmr.common.hub import resolve
 from xlmr.common.io import atomic_directory, check_replaceable
 from xlmr.common.checkpoint import (FORMATS, WEIGHTS_NAMES, find_checkpoint, is_weights_file, nonfinite,
                                     read_checkpoint, save_pretrained, weight_formats)
-from xlmr.common.checkpoint.fairseq import convert_fairseq, is_fairseq_folder
+from xlmr.common.checkpoint.fairseq import MODEL_FILE as FAIRSEQ_MODEL_FILE, is_fairseq_folder, read_fairseq
 from xlmr.common.weights import (ARCHITECTURES, WITH_POOLER, check_state, infer_architecture, is_head_weight,
                                  normalise_names, parameter_shapes)
 
@@ -226,5 +226,21 @@ def convert(src: str, dst: str, to: str, dtype: str | None = None, force: bool =
             "ignored": ignored,
             "nonfinite": {name: {"count": c, "first_index": list(i)} for name, (c, i) in view.nonfinite.items()}}
 
+
+def convert_fairseq(src: str, dst: str, to: str, dtype: str | None = None, force: bool = False,
+                    max_shard_size: str | int | None = None) -> dict[str, Any]:
+    """``xlmr convert`` for a fairseq folder: the weights in format ``to`` plus config and tokenizer files."""
+    from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
+
+    config, state, architecture, spm_path = read_fairseq(src)
+    source = os.path.join(src, FAIRSEQ_MODEL_FILE)
+    check_tensors_fit_config(state, config, architecture, source)
+    view = _Cast(state, numpy_dtype(dtype) if dtype else None)
+    with atomic_directory(dst, overwrite=force, replaceable=replaceable) as tmp:
+        written = save_pretrained(tmp, config, view, architecture, format=to, max_shard_size=max_shard_size)
+        XLMRobertaTokenizerFast(spm_path).save_pretrained(tmp)
+    return {"source": source, "source_format": "fairseq", "architecture": architecture, "tensors": len(state),
+            "bytes": sum(int(np.asarray(v).nbytes) for v in state.values()),
+            "written": [os.path.join(dst, os.path.basename(p)) for p in written]}
 
 __all__ = ["ARCHITECTURES", "ConversionError", "FORMATS", "convert"]

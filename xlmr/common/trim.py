@@ -338,6 +338,8 @@ def trim_checkpoint(src: str, dst: str, corpus: Sequence[str], *, keep_top: int 
     (8002, True, 'safetensors')
     """
     from xlmr.common.checkpoint import FORMATS, find_checkpoint, read_checkpoint, save_pretrained
+    from xlmr.common.convert import check_separate, replaceable
+    from xlmr.common.hub import resolve
     from xlmr.common.io import atomic_directory
     from xlmr.common.tokenization.base import SPM_FILE, read_tokenizer_config
     from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
@@ -346,9 +348,11 @@ def trim_checkpoint(src: str, dst: str, corpus: Sequence[str], *, keep_top: int 
     if to is not None and to not in FORMATS:
         raise TrimError(f"unknown target format {to!r}; choose from {', '.join(FORMATS)}")
     if not os.path.isdir(src):
-        raise TrimError(f"source checkpoint folder {src} does not exist")
-    if os.path.abspath(src) == os.path.abspath(dst):
-        raise TrimError(f"destination {dst} is the source folder; choose another")
+        try:  # "xlmr-default" or a Hub id
+            src = resolve(src)
+        except FileNotFoundError:
+            raise TrimError(f"source checkpoint folder {src} does not exist") from None
+    check_separate(src, dst)  # DST may not be, contain or lie inside SRC (real paths), with --force too
     if os.path.exists(dst) and not force:
         raise TrimError(f"destination {dst} already exists; pass --force to replace it")
     spm_path = os.path.join(src, SPM_FILE)
@@ -374,7 +378,7 @@ def trim_checkpoint(src: str, dst: str, corpus: Sequence[str], *, keep_top: int 
     if config.tie_word_embeddings:
         state.pop("lm_head.decoder.weight", None)
     small, new_config = trim_state(state, config, plan.old_ids)
-    with atomic_directory(dst, overwrite=force) as tmp:
+    with atomic_directory(dst, overwrite=force, replaceable=replaceable) as tmp:
         save_pretrained(tmp, new_config, small, architecture, format=to or fmt)
         new_spm = os.path.join(tmp, SPM_FILE)
         with open(new_spm, "wb") as f:

@@ -420,23 +420,3 @@ def read_fairseq(folder: str) -> tuple[XLMRobertaConfig, dict[str, np.ndarray], 
         raise CheckpointError(f"{model_path}: embed_tokens has {config.vocab_size} rows but {dict_path} gives "
                               f"{expected} symbols (4 specials + {len(symbols)} lines + <mask>)")
     return config, state, architecture, spm_path
-
-
-def convert_fairseq(src: str, dst: str, to: str, dtype: str | None = None, force: bool = False,
-                    max_shard_size: str | int | None = None) -> dict[str, Any]:
-    """``xlmr convert`` for a fairseq folder: the weights in format ``to`` plus config and tokenizer files."""
-    from xlmr.common.checkpoint import save_pretrained
-    from xlmr.common.convert import _Cast, check_tensors_fit_config, numpy_dtype
-    from xlmr.common.io import atomic_directory
-    from xlmr.common.tokenization.fast import XLMRobertaTokenizerFast
-
-    config, state, architecture, spm_path = read_fairseq(src)
-    source = os.path.join(src, MODEL_FILE)
-    check_tensors_fit_config(state, config, architecture, source)
-    view = _Cast(state, numpy_dtype(dtype) if dtype else None)
-    with atomic_directory(dst, overwrite=force) as tmp:
-        written = save_pretrained(tmp, config, view, architecture, format=to, max_shard_size=max_shard_size)
-        XLMRobertaTokenizerFast(spm_path).save_pretrained(tmp)
-    return {"source": source, "source_format": "fairseq", "architecture": architecture, "tensors": len(state),
-            "bytes": sum(int(np.asarray(v).nbytes) for v in state.values()),
-            "written": [os.path.join(dst, os.path.basename(p)) for p in written]}
