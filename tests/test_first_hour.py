@@ -191,3 +191,25 @@ def test_bfloat16_into_h5_names_the_flag(tmp_path, capsys):
     assert err.endswith("tf_model.h5 cannot hold bfloat16 (HDF5 has no such type); pass --dtype float32 or "
                         "--dtype float16, or choose --to safetensors") and "dtype='" not in err
     assert not (tmp_path / "h5").exists()
+
+
+def test_tools_with_a_python_lacking_dependencies_name_the_interpreter_and_the_install(tmp_path):
+    # A Python whose numpy cannot be imported stands for "not the project's venv".
+    (tmp_path / "numpy.py").write_text("raise ImportError('No module named numpy')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "parity.py")], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert f"this Python ({sys.executable}) lacks xlmr's dependencies" in result.stderr
+    assert "pip install" in result.stderr
+
+
+def test_converting_safetensors_needs_neither_h5py_nor_msgpack(tmp_path):
+    code = ("import sys; sys.modules['h5py'] = None; sys.modules['msgpack'] = None\n"
+            "from xlmr.cli.main import main\n"
+            f"code = main(['convert', 'xlmr-default', {str(tmp_path / 'out')!r}, '--to', 'safetensors'])\n"
+            "assert 'h5py' not in [m for m, v in sys.modules.items() if v is not None]\n"
+            "print(code)")
+    result = _python(code)
+    assert result.returncode == 0 and result.stdout.strip().splitlines()[-1] == "0", result.stderr
+    assert (tmp_path / "out" / "model.safetensors").is_file()

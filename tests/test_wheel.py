@@ -106,3 +106,33 @@ def test_installed_xlmr_convert_writes_the_default_checkpoint_as_flax_with_the_s
     # A second run refuses to overwrite what the first wrote: one line on stderr, exit 2.
     again = run_installed(installed, tmp_path, "convert", source, str(dst), "--to", "flax")
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1, again.stderr
+
+
+def test_installed_xlmr_reads_the_default_by_name_and_a_hub_id_from_a_hand_built_cache(installed, tmp_path):
+    """The name ``xlmr-default`` and a Hub id (offline, from a Hugging Face cache laid out by hand as
+    huggingface_hub documents it) work from the installed wheel, outside the checkout."""
+    import shutil
+
+    source = os.path.join(installed, "xlmr", "assets", "default")
+    repo = tmp_path / "hub" / "models--someone--tiny-xlmr"
+    snapshot = repo / "snapshots" / ("d" * 40)
+    snapshot.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors", "sentencepiece.bpe.model", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copyfile(os.path.join(source, name), snapshot / name)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("d" * 40)
+    os.environ["HF_HUB_CACHE"] = str(tmp_path / "hub")  # read by run_installed's copy of the environment
+    try:
+        by_id = run_installed(installed, tmp_path, "convert", "someone/tiny-xlmr", str(tmp_path / "from-id"),
+                              "--to", "pt")
+        by_name = run_installed(installed, tmp_path, "convert", "xlmr-default", str(tmp_path / "from-name"),
+                                "--to", "pt")
+        missing = run_installed(installed, tmp_path, "convert", "someone/absent", str(tmp_path / "nope"), "--to", "pt")
+    finally:
+        del os.environ["HF_HUB_CACHE"]
+    assert by_id.returncode == 0 and by_name.returncode == 0, by_id.stderr + by_name.stderr
+    assert (tmp_path / "from-id" / "pytorch_model.bin").read_bytes() == \
+        (tmp_path / "from-name" / "pytorch_model.bin").read_bytes()
+    assert missing.returncode == 2 and "not in the Hugging Face cache" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1

@@ -45,7 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        parser = build_parser()
+    except ImportError as error:  # a Python without xlmr's own dependencies, e.g. not the project's venv
+        print(f"xlmr: {_one_line(error)}: this Python ({sys.executable}) lacks xlmr's dependencies; install them "
+              f"with: {sys.executable} -m pip install 'xlmr[all]' (or, in a checkout: python3 -m venv .venv && "
+              f".venv/bin/pip install -e '.[all]', then run .venv/bin/xlmr)", file=sys.stderr)
+        return 2
+    args = parser.parse_args(argv)
     try:
         return int(args.module.run(args) or 0)
     except KeyboardInterrupt:
