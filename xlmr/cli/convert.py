@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from xlmr.cli.parity import (class_config, compare, inputs_for, installed_backends, make_batch, nonfinite_weights,
-                             run_backend)
+from xlmr.cli.parity import (_progress, class_config, compare, inputs_for, installed_backends, make_batch,
+                             nonfinite_weights, run_backend_released)
 from xlmr.common.checkpoint import read_checkpoint
 from xlmr.common.checkpoint.fairseq import is_fairseq_folder
 from xlmr.common.config import XLMRobertaConfig
@@ -73,8 +73,13 @@ def verify(src: str, dst: str, src_format: str, dst_format: str, dtype: str | No
     cfg = class_config(architecture, config)
     batch = make_batch(src, cfg)
     inputs = inputs_for(architecture, batch, cfg)
-    a = run_backend(src_backend, architecture, src, cfg, inputs)
-    b = run_backend(dst_backend, architecture, dst, cfg, inputs)
+    with _progress(2, None) as bar:  # one side at a time, each model gone before the other loads
+        bar.set_description(f"verify {src_backend} (source)")
+        a = run_backend_released(src_backend, architecture, src, cfg, inputs)
+        bar.update()
+        bar.set_description(f"verify {dst_backend} (converted)")
+        b = run_backend_released(dst_backend, architecture, dst, cfg, inputs)
+        bar.update()
     diff, worst = compare(a, b, (f"{src} ({src_backend})", f"{dst} ({dst_backend})"))
     if dtype in VERIFY_RELATIVE:
         scale = max(float(np.max(np.abs(v))) for v in a.values() if v.size)

@@ -254,6 +254,19 @@ def _run_classes(backend: str, checkpoint: str, jobs: dict[str, tuple[XLMRoberta
     return out
 
 
+def run_backend_released(backend: str, architecture: str, checkpoint: str, config: XLMRobertaConfig,
+                          inputs: dict[str, np.ndarray], isolate: bool | None = None) -> dict[str, np.ndarray]:
+    """``run_backend`` that leaves no model behind: in a child process for checkpoints over ``ISOLATE_BYTES``
+    (a framework keeps freed memory in its own pools), else in this one with the model released after."""
+    if isolate is None:
+        isolate = _weights_bytes(checkpoint) > ISOLATE_BYTES
+    jobs = {architecture: (config, inputs)}
+    if isolate:
+        with concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+            return pool.submit(_run_classes, backend, checkpoint, jobs, 0, None).result()[architecture]
+    return _run_classes(backend, checkpoint, jobs, 0, None)[architecture]
+
+
 def check_checkpoint(checkpoint: str, backends: list[str], architectures=ARCHITECTURES, seed: int = 0,
                      dtype: str = "float32", progress: bool | None = None,
                      reference: dict[str, dict[str, np.ndarray]] | None = None,
