@@ -5,7 +5,7 @@ framework and neither of the other two, and passes the part of the suite that ap
 What runs in each: the layering checks (tests/common/test_layering.py), the contract suite for that backend
 (tests/test_contract.py, where the other backends' cases skip) and the core tests of tests/common/test_common.py (plus, for pt, its checkpoint and input tests).
 ``XLMR_INSTALL_TEST=full`` runs tests/common, tests/<backend> and the contract suite instead (longer: see
-docs/sections/suite.md). The environments come from pip's configured index, as a user's would.
+the README's Tests section). The environments come from pip's configured index, as a user's would.
 """
 
 from __future__ import annotations
