@@ -69,6 +69,13 @@ def test_every_readme_python_example_runs_twice_from_another_directory(tmp_path)
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env["PYTHONPATH"] = ROOT  # the checkout under test, whatever the current directory
+    # The deployment examples load what the README's `xlmr export CKPT OUT ...` lines write: run those first.
+    text = open(README, encoding="utf-8").read()
+    for line in re.findall(r"^xlmr export CKPT .*$", text, re.M):
+        args = line.split("#")[0].split()[3:]  # after "xlmr export CKPT"
+        made = subprocess.run([sys.executable, "-m", "xlmr", "export", "xlmr-default", *args], capture_output=True,
+                              text=True, cwd=work, env=env, timeout=900)
+        assert made.returncode == 0, (line, made.stderr[-2000:])
     result = subprocess.run([sys.executable, str(tmp_path / "runner.py"), str(tmp_path / "blocks.json")],
                             capture_output=True, text=True, cwd=work, env=env, timeout=1800)
     assert result.returncode == 0, result.stderr[-4000:]
