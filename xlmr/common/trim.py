@@ -45,7 +45,8 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from xlmr.common.config import XLMRobertaConfig
-from xlmr.common.tokenization.sentencepiece_model import NORMAL, UNIGRAM, _varint, read_sentencepiece_model
+from xlmr.common.tokenization.sentencepiece_model import (NORMAL, UNIGRAM, field_spans,
+                                                         read_sentencepiece_model)
 from xlmr.common.tokenization.slow import FAIRSEQ_IDS, FAIRSEQ_OFFSET
 
 # JSON Lines fields --languages matches, in the order they are looked up (UDHR-style records carry several).
@@ -235,25 +236,7 @@ def plan_trim(model: bytes, texts: Sequence[str], keep_top: int = 0, min_count: 
 
 
 # ------------------------------------------------------------------------------------------------ files
-def _spans(buf: bytes) -> Iterator[tuple[int, bytes]]:
-    """(field number, the field's bytes with its key) of one protobuf message, in file order."""
-    pos = 0
-    while pos < len(buf):
-        start = pos
-        key, pos = _varint(buf, pos)
-        wire = key & 7
-        if wire == 0:
-            _, pos = _varint(buf, pos)
-        elif wire == 2:
-            size, pos = _varint(buf, pos)
-            pos += size
-        elif wire in (1, 5):
-            pos += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"unsupported protobuf wire type {wire} at byte {start}")
-        if pos > len(buf):
-            raise ValueError(f"protobuf field {key >> 3} at byte {start} runs past the end")
-        yield key >> 3, buf[start:pos]
+_spans = field_spans  # the rewriter copies every field it does not change byte for byte
 
 
 def rewrite_sentencepiece(model: bytes, keep: Iterable[int]) -> bytes:

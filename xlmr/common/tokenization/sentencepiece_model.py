@@ -32,10 +32,12 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes) -> Iterator[tuple[int, Any]]:
-    """(field number, raw value) of one protobuf message; nested messages stay bytes."""
+def _walk(buf: bytes) -> Iterator[tuple[int, Any, int, int]]:
+    """(field number, raw value, start, end) of each field of one protobuf message, in file order; ``buf[start:end]``
+    is the whole field, key included. Nested messages stay bytes."""
     pos = 0
     while pos < len(buf):
+        start = pos
         key, pos = _varint(buf, pos)
         wire = key & 7
         if wire == 0:
@@ -47,8 +49,23 @@ def _fields(buf: bytes) -> Iterator[tuple[int, Any]]:
             size = 8 if wire == 1 else 4
             value, pos = buf[pos:pos + size], pos + size
         else:
-            raise ValueError(f"unsupported protobuf wire type {wire}")
-        yield key >> 3, value
+            raise ValueError(f"unsupported protobuf wire type {wire} at byte {start}")
+        if pos > len(buf):
+            raise ValueError(f"protobuf field {key >> 3} at byte {start} runs past the end")
+        yield key >> 3, value, start, pos
+
+
+def _fields(buf: bytes) -> Iterator[tuple[int, Any]]:
+    """(field number, raw value) of one protobuf message; nested messages stay bytes."""
+    for number, value, _, _ in _walk(buf):
+        yield number, value
+
+
+def field_spans(buf: bytes) -> Iterator[tuple[int, bytes]]:
+    """(field number, the field's bytes with its key) of one protobuf message, in file order: what a rewriter
+    copies unchanged."""
+    for number, _, start, end in _walk(buf):
+        yield number, buf[start:end]
 
 
 def model_type(model: bytes) -> int:
