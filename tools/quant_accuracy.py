@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import sys
-import warnings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -35,9 +34,7 @@ def measure(task: str, model: str, data: str, backends=("pt", "tf", "flax"), mod
     rows = []
     for backend in backends:
         for mode in (None, *modes):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the slow-path warning is the table's business here
-                metrics = evaluate(task, backend, model, data, quantize=mode)
+            metrics = evaluate(task, backend, model, data, quantize=mode)
             rows.append({"backend": backend, "mode": mode or "fp32", **metrics})
             print(json.dumps(rows[-1]), flush=True)
     return rows

@@ -43,9 +43,10 @@ from xlmr.common.hub import user_stacklevel
 MODES = ("int8", "bf16")
 
 # Max-abs difference from the float32 logits allowed per mode, on xlmr-default's MaskedLM and sequence
-# classification logits (tests/test_quantize.py). Measured there at about a third of these: bf16 rounds every
-# matmul input to 8 bits of mantissa, int8 every encoder matmul input to 255 levels per row.
-TOLERANCE = {"bf16": 0.25, "int8": 0.5}
+# classification logits (tests/test_quantize.py, six UDHR sentences, 154 tokens). Measured there: bf16 0.04 (pt)
+# to 0.07 (tf, flax); int8 0.06 (pt: one activation scale per call) and 0.02 (tf, flax: one per row); 0.13 for pt
+# int8 on random ids. bf16 rounds every matmul input to 8 bits of mantissa, int8 to 255 levels.
+TOLERANCE = {"bf16": 0.15, "int8": 0.25}
 # Share of positions whose top-1 prediction (MaskedLM) or label (classification) must equal float32's, and must
 # agree between any two backends at the same mode.
 TOP1_AGREEMENT = 0.95
