@@ -164,6 +164,7 @@ def test_slower_path_warns_once(monkeypatch):
         quantization.warn_if_slower("pt", "bf16", plain)  # once per process
         assert quantization.warn_if_slower("pt", "bf16", plain | {"avx512_bf16"}) is None  # faster there
         assert quantization.warn_if_slower("flax", "int8", plain) is None
+    assert "compiled_call" in quantization.slower_message(quantization.TF_EAGER, "int8", plain)
     assert "1.33x" in quantization.slower_message("tf", "bf16", {"amx_bf16"})
 
 

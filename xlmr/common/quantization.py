@@ -57,6 +57,7 @@ INSTRUCTIONS = {"bf16": ("avx512_bf16", "amx_bf16"), "int8": ("avx512_vnni", "av
 # (backend, mode, CPU has INSTRUCTIONS[mode]) -> (time quantized / time float32, where measured).
 # Base width (hidden 768; 2 of its 12 layers, the ratio is per layer), 8x128 tokens, median of 15 interleaved
 # rounds; pt eager with oneDNN, tf and flax under XLA (jit). See docs/sections/quant_api.md for the runs.
+TF_EAGER = "tf (eager or tf.function without XLA)"
 _HERE = "2-core Intel Xeon (Ice Lake) with AVX512-VNNI, no AVX512-BF16, 2026-11-30"
 _ISSUE = "2-core AMD EPYC with AVX512-BF16 and VNNI (2048x2048 matmuls, issue 17)"
 MEASURED = {
@@ -69,7 +70,12 @@ MEASURED = {
     ("pt", "bf16", True): (0.5, _ISSUE),
     ("tf", "bf16", True): (1.33, _ISSUE),
     ("flax", "bf16", True): (1.33, _ISSUE),
+    # TensorFlow's own int8 matmul kernel, outside XLA (a 1024x768 by 768x3072 matmul, per-row quantization)
+    (TF_EAGER, "int8", True): (8.5, _HERE),
+    (TF_EAGER, "int8", False): (8.5, _HERE),
 }
+# What to do instead, where it is not "keep float32".
+ADVICE = {TF_EAGER: "run the model through model.compiled_call(...) (XLA), where int8 is the faster path"}
 
 _warned: set[tuple[str, str]] = set()
 
@@ -122,9 +128,12 @@ def slower_message(backend: str, mode: str, flags: Iterable[str] | None = None) 
     if found is None or found[0] <= 1:
         return None
     ratio, where = found
-    lacking = "has" if has_instructions(mode, flags) else f"lacks {' and '.join(INSTRUCTIONS[mode])}"
+    names = INSTRUCTIONS[mode]
+    lacking = (f"has {' or '.join(n for n in names if n in (cpu_flags() if flags is None else set(flags)))}"
+               if has_instructions(mode, flags) else f"lacks {' and '.join(names)}")
+    advice = ADVICE.get(backend, "keep float32 for speed, or use this mode for memory only")
     return (f"xlmr.{backend} quantize={mode!r}: this CPU {lacking}; this path took {ratio:g}x the float32 time "
-            f"where measured ({where}); keep float32 for speed, or use this mode for memory only")
+            f"where measured ({where}); {advice}")
 
 
 def warn_if_slower(backend: str, mode: str, flags: Iterable[str] | None = None) -> str | None:

@@ -3,8 +3,8 @@
 * int8: Keras' own ``Dense.quantize("int8")`` on the encoder's Dense layers: int8 kernels with one scale per
   output channel (``AbsMaxQuantizer(axis=0)``), activations quantized per row at each call (absmax over the
   hidden axis), ``tf.matmul(int8, int8, output_type=int32)``, rescaled in float32. TensorFlow's CPU kernel for
-  that matmul is slow outside XLA (measured 8x the float32 time): run the model through ``compiled_call``
-  (``jit_compile=True``), where XLA compiles it to VNNI code.
+  that matmul is slow outside XLA (measured 8.5x the float32 time; ``quantize`` warns once): run the model
+  through ``compiled_call`` (``jit_compile=True``), where XLA compiles it to VNNI code.
 * bf16: Keras' ``mixed_bfloat16`` policy set on every layer: float32 variables, bfloat16 compute, softmax in
   float32 (``layers.SelfAttention``) and LayerNorm statistics in float32 (Keras upcasts). Logits come out in
   bfloat16.
@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xlmr.common.quantization import check_mode, check_quantizable, warn_if_slower
+from xlmr.common.quantization import TF_EAGER, check_mode, check_quantizable, warn_if_slower
 
 # The encoder's projections: (path inside a Layer) for self-attention, its output, the feed-forward pair.
 _PROJECTIONS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
@@ -58,6 +58,7 @@ def quantize(model: Any, mode: str) -> Any:
         model._xla.functions.clear()
     model.quantization = mode
     warn_if_slower("tf", mode)
+    warn_if_slower(TF_EAGER, mode)
     return model
 
 
