@@ -76,6 +76,7 @@ def outputs(batch):
     return found
 
 
+@pytest.mark.slow  # loads xlmr-default 18 times in three frameworks: about a minute on 2 cores
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("backend", list(BACKENDS))
 @pytest.mark.parametrize("cls", ["XLMRobertaForMaskedLM", "XLMRobertaForSequenceClassification"])
@@ -86,6 +87,7 @@ def test_within_tolerance_of_float32(outputs, cls, backend, mode):
     assert difference > 0, f"{backend} {mode}: no difference from float32: the path did not run"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_top1_agrees_with_float32_and_across_backends(outputs, batch, mode):
     keep = batch[1].astype(bool)  # real tokens, not padding
@@ -98,6 +100,7 @@ def test_top1_agrees_with_float32_and_across_backends(outputs, batch, mode):
         assert agreement >= TOP1_AGREEMENT, f"{mode}: {a} and {b} agree on {agreement:.3f} of the positions"
 
 
+@pytest.mark.slow
 def test_float32_untouched(outputs, batch):
     """Quantizing models leaves float32 ones as they were: same logits, backends equal at 1e-5."""
     for cls in ("XLMRobertaForMaskedLM", "XLMRobertaForSequenceClassification"):
@@ -107,6 +110,7 @@ def test_float32_untouched(outputs, batch):
             np.testing.assert_allclose(outputs[(backend, cls, "fp32")], again, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_int8_layers_are_int8_and_the_rest_float(backend):
     model = load(backend, "XLMRobertaForMaskedLM", "int8")
@@ -133,6 +137,7 @@ def test_int8_layers_are_int8_and_the_rest_float(backend):
         assert model.lm_head.dense.kernel[...].dtype == np.float32
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_bad_mode_training_and_saving_refused(backend, tmp_path):
     cls = getattr(BACKENDS[backend], "XLMRobertaForMaskedLM")
