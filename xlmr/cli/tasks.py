@@ -332,7 +332,7 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
 
 
 # ------------------------------------------------------------------------------------------------ evaluate / predict
-def _load(task: str, backend: str, model: str, flags: dict[str, Any]):
+def _load(task: str, backend: str, model: str, flags: dict[str, Any], quantize: str | None = None):
     check_task(task)
     check_backend(backend)
     config = XLMRobertaConfig.from_pretrained(model)
@@ -347,14 +347,18 @@ def _load(task: str, backend: str, model: str, flags: dict[str, Any]):
         warnings.simplefilter("always")
         # a causal LM is scored with causal attention even from a checkpoint saved as an encoder
         extra = {"is_decoder": True} if task == "causal-lm" else {}
+        if quantize is not None:
+            extra["quantize"] = quantize
         net = model_class(backend, ARCHITECTURES[task]).from_pretrained(model, seed=settings.seed, **extra)
     return net, _tokenizer(model), settings, space
 
 
-def evaluate(task: str, backend: str, model: str, data: str, **flags: Any) -> dict[str, float]:
+def evaluate(task: str, backend: str, model: str, data: str, quantize: str | None = None,
+             **flags: Any) -> dict[str, float]:
     """The metrics of ``model`` (a finetune output) on ``data``, with finetune's processing settings unless
-    ``flags`` (max_length, doc_stride, max_answer_length, mlm_probability) say otherwise."""
-    net, tokenizer, settings, space = _load(task, backend, model, flags)
+    ``flags`` (max_length, doc_stride, max_answer_length, mlm_probability) say otherwise; ``quantize`` ("int8",
+    "bf16") loads the model so (``xlmr.common.quantization``)."""
+    net, tokenizer, settings, space = _load(task, backend, model, flags, quantize)
     dataset = read_records(data, task)
     if space is not None:
         space.check(dataset)

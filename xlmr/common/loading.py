@@ -33,6 +33,7 @@ import numpy as np
 from xlmr.common.config import XLMRobertaConfig
 from xlmr.common.hub import pop_hub_options, resolve, user_stacklevel
 from xlmr.common.init import initial_weights
+from xlmr.common.quantization import check_mode, refuse_saving
 from xlmr.common.checkpoint import find_checkpoint, nonfinite, read_checkpoint, save_pretrained
 from xlmr.common.weights import WeightsError, check_state, is_head_weight, normalise_names, parameter_shapes
 
@@ -218,6 +219,10 @@ class PreTrainedModel:
         """The dtype ``save_pretrained`` writes (None: float32, as ``canonical_state`` gives)."""
         return None
 
+    def apply_quantization(self, mode: str) -> Any:
+        """Hook of ``from_pretrained(..., quantize=mode)``: the backend's ``quantize(self, mode)``."""
+        raise NotImplementedError
+
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, *, config: XLMRobertaConfig | None = None, seed: int = 0,
                         ignore_mismatched_sizes: bool = False, **kwargs: Any) -> Any:
@@ -229,7 +234,11 @@ class PreTrainedModel:
         (``dtype=`` ...) go to the constructor; ``format=`` picks one weights file of several; ``path`` may be
         ``"xlmr-default"`` or a Hub id, with huggingface_hub's ``revision``, ``cache_dir``, ``token`` and
         ``local_files_only``; other keyword arguments override fields of the checkpoint's config (``num_labels=3``).
+        ``quantize="int8"`` or ``"bf16"`` returns the model quantized for inference (``xlmr.common.quantization``).
         """
+        quantize = kwargs.pop("quantize", None)
+        if quantize is not None:
+            check_mode(quantize)  # before reading gigabytes
         options = {k: kwargs.pop(k) for k in cls.pretrained_options if k in kwargs}
         hub, format = pop_hub_options(kwargs), kwargs.pop("format", None)
         config, weights, _ = load_pretrained(path, cls.architecture, config=config, config_overrides=kwargs,
@@ -240,10 +249,11 @@ class PreTrainedModel:
         model.load_canonical_state(CheckpointWeights(weights))
         if callable(getattr(model, "eval", None)):  # PyTorch and Flax modes; Keras decides per call (training=)
             model.eval()
-        return model
+        return model if quantize is None else model.apply_quantization(quantize)
 
     def save_pretrained(self, path: str | os.PathLike, format: str = "safetensors") -> None:
         """Write config.json and the weights under HF's names (``format``: safetensors, pt, tf or flax); "tf" writes
         ``tf_model.h5`` and "flax" ``flax_model.msgpack``, which HF's TF and Flax classes load."""
+        refuse_saving(getattr(self, "quantization", None))
         save_pretrained(path, self.config, self.canonical_state(), self.architecture, format=format,
                         dtype=self.checkpoint_dtype())

@@ -167,6 +167,12 @@ class XLMRobertaPreTrainedModel(PreTrainedModel, nnx.Module):
             if release_source:
                 release_pages(weights[name])
 
+    def apply_quantization(self, mode: str) -> Any:
+        """``xlmr.flax.quantize.quantize(self, mode)``: the hook of ``from_pretrained(..., quantize=mode)``."""
+        from xlmr.flax.quantize import quantize
+
+        return quantize(self, mode)
+
     # -------------------------------------------------------------------------------------------- decoding
     def init_cache(self, batch_size: int, max_length: int) -> KVCache:
         """A zeroed fixed-length KVCache, for decoding under jit with one compilation per input shape.

@@ -15,8 +15,9 @@ with another process taking a core, oneDNN holds up better (about 0.6-0.7x HF's 
 The fast path is taken only where it gives the same results and autograd cannot see it: a CPU tensor of
 float32 (or bfloat16 where oneDNN supports it), a module in eval mode, gradients off (``torch.no_grad()`` or
 ``torch.inference_mode()``), oneDNN built in, a weight small enough to be worth a packed copy (``MAX_PACKED``).
-Everything else (GPU, training, autograd, tracing, compiling) uses ``F.linear``. Switch it off with
-``xlmr.pt.set_fast_path(False)`` or the environment variable ``XLMR_PT_FAST=0``.
+Everything else (GPU, training, autograd, tracing, compiling) uses ``F.linear``; a layer that is not an
+``nn.Linear`` (a dynamically quantized one, ``xlmr.pt.quantize``) is called as the module it is.
+Switch it off with ``xlmr.pt.set_fast_path(False)`` or the environment variable ``XLMR_PT_FAST=0``.
 
 Packed weights are made lazily, at the first inference call, and cached per group of layers; the cache entry
 is rebuilt when a weight or bias is changed in place (tensor ``_version``), replaced (``data_ptr``), or cast.
@@ -79,7 +80,8 @@ _packed: "weakref.WeakKeyDictionary[nn.Module, dict]" = weakref.WeakKeyDictionar
 def usable(x: torch.Tensor, *layers: nn.Linear) -> bool:
     """True when ``layers`` applied to ``x`` may take the oneDNN path."""
     first = layers[0]
-    return (_enabled and x.dtype in _DTYPES and x.device.type == "cpu" and not first.training
+    return (_enabled and all(isinstance(layer, nn.Linear) for layer in layers)
+            and x.dtype in _DTYPES and x.device.type == "cpu" and not first.training
             and not torch.is_grad_enabled() and all(layer.bias is not None for layer in layers)
             and x.dtype == first.weight.dtype and sum(layer.weight.numel() for layer in layers) <= MAX_PACKED
             and not torch.jit.is_tracing() and not torch.compiler.is_compiling())
@@ -108,7 +110,7 @@ def _pack(layers: tuple[nn.Linear, ...]) -> tuple[torch.Tensor, torch.Tensor | N
 def linear(x: torch.Tensor, layer: nn.Linear, activation: Callable | None = None) -> torch.Tensor:
     """``activation(layer(x))``; oneDNN with a packed weight (and the activation fused) where ``usable``."""
     if not usable(x, layer):
-        y = F.linear(x, layer.weight, layer.bias)
+        y = F.linear(x, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer(x)
         return y if activation is None else activation(y)
     weight, bias = _pack((layer,))
     attr, algorithm = _FUSED.get(activation, ("none", ""))
@@ -119,7 +121,8 @@ def linear(x: torch.Tensor, layer: nn.Linear, activation: Callable | None = None
 def linears(x: torch.Tensor, *layers: nn.Linear) -> tuple[torch.Tensor, ...]:
     """``tuple(layer(x) for layer in layers)``; on the oneDNN path, one matmul with the weights concatenated."""
     if not usable(x, *layers):
-        return tuple(F.linear(x, layer.weight, layer.bias) for layer in layers)
+        return tuple(F.linear(x, layer.weight, layer.bias) if isinstance(layer, nn.Linear) else layer(x)
+                     for layer in layers)
     weight, bias = _pack(layers)
     y = torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [], "")
     return y.split([layer.out_features for layer in layers], dim=-1)

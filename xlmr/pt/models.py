@@ -115,6 +115,12 @@ class XLMRobertaPreTrainedModel(PreTrainedModel, nn.Module):
             setattr(self.get_submodule(module_name), leaf, nn.Parameter(value, requires_grad=old.requires_grad))
         self.tie_weights()
 
+    def apply_quantization(self, mode: str) -> Any:
+        """``xlmr.pt.quantize.quantize(self, mode)``: the hook of ``from_pretrained(..., quantize=mode)``."""
+        from xlmr.pt.quantize import quantize
+
+        return quantize(self, mode)
+
     def checkpoint_dtype(self) -> str | None:
         """The parameters' dtype when half precision: ``save_pretrained`` writes the weights as they are."""
         return {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(next(self.parameters()).dtype)

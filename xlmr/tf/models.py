@@ -137,6 +137,12 @@ class XLMRobertaPreTrainedModel(PreTrainedModel, KerasRuntime, keras.Model):
             if release_source:
                 release_pages(weights[n])
 
+    def apply_quantization(self, mode: str) -> Any:
+        """``xlmr.tf.quantize.quantize(self, mode)``: the hook of ``from_pretrained(..., quantize=mode)``."""
+        from xlmr.tf.quantize import quantize
+
+        return quantize(self, mode)
+
 
 # ------------------------------------------------------------------------------------------------ the encoder
 class XLMRobertaModel(XLMRobertaPreTrainedModel):
