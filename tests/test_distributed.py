@@ -96,7 +96,7 @@ def test_bad_plans_are_refused_in_one_line():
      "task index 2 is outside the 2 worker"),
 ])
 def test_multiworker_refuses_a_bad_tf_config_in_one_line(text, message):
-    with pytest.raises(ValueError, match="^--strategy multiworker: " + message) as error:
+    with pytest.raises(ValueError, match="^--strategy multiworker: TF_CONFIG " + message.removeprefix("TF_CONFIG ")) as error:
         distributed.tf_config_worker(text)
     assert "\n" not in str(error.value)
 
@@ -267,7 +267,9 @@ def test_tf_mirrored_accumulation_and_resume_equal_one_device(tmp_path):
 @pytest.mark.parametrize("backend", ["pt", "flax", "tf"])
 def test_multiple_choice_split_over_two_replicas_equals_one_device(tmp_path, backend):
     """The pooler and classifier path (choices flattened into rows, one loss unit per question): DDP over 2
-    gloo processes, a flax data=2 mesh, a tf 2-replica MirroredStrategy, each 5 updates against one device."""
+    gloo processes, a flax data=2 mesh, a tf 2-replica MirroredStrategy, each 5 updates against one device.
+    Every parameter is compared but the classifier's bias, whose exact gradient is 0 here
+    (``distributed_runs.NOISE_ONLY``)."""
     if backend not in installed_backends():
         pytest.skip(f"{backend} not installed")
     runs = _backend_runs(backend, tmp_path, "multiple-choice")
@@ -283,7 +285,7 @@ def test_multiple_choice_split_over_two_replicas_equals_one_device(tmp_path, bac
           "1e-4", "--save-steps", "2", "--output", str(tmp_path / "ddp")])
     run = {"losses": distributed_runs.losses(str(tmp_path / "ddp")),
            "max_diff": distributed_runs.max_diff(distributed_runs.weights(str(tmp_path / "single")),
-                                                 distributed_runs.weights(str(tmp_path / "ddp")))}
+                                                 distributed_runs.weights(str(tmp_path / "ddp")), "multiple-choice")}
     _assert_same_run(run, single, TOLERANCE_FP32)
     # rank 0 alone wrote the checkpoints and the model; no temporary folder is left behind
     assert sorted(os.listdir(tmp_path / "ddp" / "checkpoint-2")) == ["model.pt", "trainer_state.json",
