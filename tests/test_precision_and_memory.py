@@ -77,6 +77,7 @@ def _float32_parameters(backend: str, net) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ bf16
+@pytest.mark.slow
 @pytest.mark.skipif(not BACKENDS, reason="no backend")
 def test_bf16_losses_follow_float32_within_bf16_rounding_in_every_backend(prepared):
     bf16 = {}
@@ -162,6 +163,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients_with_dropout(b
         np.testing.assert_allclose(h, g, rtol=0, atol=CHECKPOINTING_ATOL)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(len(BACKENDS) < 2, reason="needs two backends")
 def test_checkpointed_training_is_the_same_in_every_backend(prepared):
     runs = {}

@@ -126,7 +126,10 @@ def worker(task: dict) -> dict:
 
             gathered = [None] * engine.world
             dist.all_gather_object(gathered, result)
+            rank = engine.rank
             engine.close()
+            if rank != 0:
+                return None  # rank 0 reports for all (two ranks printing at once would interleave)
             return {k: max(g[k] for g in gathered) for k in ("model_bytes", "step_bytes")} | {
                 "loss": gathered[0]["loss"], "ranks": engine.world}
         return result
@@ -203,7 +206,7 @@ def _child(task: dict, timeout: int = 3600) -> dict:
     if done.returncode != 0 or not lines:
         err = [l for l in done.stderr.strip().splitlines() if l.strip()]
         return {"error": err[-1] if err else f"exit {done.returncode}"}
-    return json.loads(lines[0])
+    return json.JSONDecoder().raw_decode(lines[0])[0]
 
 
 def extrapolate(points: dict[int, float], depth: int = TARGET_DEPTH) -> float:
@@ -266,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        result = worker(json.loads(args.worker))
+        if result is not None:
+            print(json.dumps(result))
         return 0
     memory = section_memory(args.backends.split(","), tuple(int(d) for d in args.depths.split(",")), args.batch,
                             args.length)
