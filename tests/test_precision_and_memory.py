@@ -179,3 +179,19 @@ def test_checkpointed_training_is_the_same_in_every_backend(prepared):
         np.testing.assert_allclose(runs[backend][0], runs[first][0], rtol=0, atol=TOLERANCE_FP32)
         assert max(float(np.abs(runs[backend][1][n] - runs[first][1][n]).max())
                    for n in runs[first][1]) <= TOLERANCE_FP32, f"{backend} vs {first}"
+
+
+def test_the_command_passes_bf16_and_checkpointing_to_finetune(monkeypatch):
+    import argparse
+
+    from xlmr.cli import finetune
+
+    seen = {}
+    monkeypatch.setattr(finetune.tasks, "finetune", lambda *args, **kwargs: seen.update(kwargs))
+    parser = argparse.ArgumentParser()
+    finetune.add_arguments(parser)
+    common = ["masked-lm", "--backend", "flax", "--model", "m", "--train", "t", "--validation", "v", "--output", "o"]
+    assert finetune.run(parser.parse_args(common + ["--bf16", "--gradient-checkpointing"])) == 0
+    assert seen["bf16"] is True and seen["gradient_checkpointing"] is True
+    assert finetune.run(parser.parse_args(common)) == 0
+    assert seen["bf16"] is False and seen["gradient_checkpointing"] is False
