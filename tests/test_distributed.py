@@ -96,7 +96,8 @@ def test_bad_plans_are_refused_in_one_line():
      "task index 2 is outside the 2 worker"),
 ])
 def test_multiworker_refuses_a_bad_tf_config_in_one_line(text, message):
-    with pytest.raises(ValueError, match="^--strategy multiworker: TF_CONFIG " + message.removeprefix("TF_CONFIG ")) as error:
+    pattern = "^--strategy multiworker: TF_CONFIG " + message.removeprefix("TF_CONFIG ")
+    with pytest.raises(ValueError, match=pattern) as error:
         distributed.tf_config_worker(text)
     assert "\n" not in str(error.value)
 

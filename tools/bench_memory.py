@@ -251,8 +251,8 @@ def print_memory(memory: dict) -> None:
         if "error" in r:
             print(f"{r['backend']:7} {r['mode']:13} {r['error']}")
             continue
-        cells = "".join(f" {r['measured'][str(d)]['model_bytes'] / 1e9:9.2f} {r['measured'][str(d)]['step_bytes'] / 1e9:8.2f}"
-                        for d in depths)
+        at = [r["measured"][str(d)] for d in depths]
+        cells = "".join(f" {m['model_bytes'] / 1e9:9.2f} {m['step_bytes'] / 1e9:8.2f}" for m in at)
         model, step = r.get(f"model_bytes_at_{TARGET_DEPTH}"), r.get(f"step_bytes_at_{TARGET_DEPTH}")
         tail = f" {model / 1e9:10.2f} {step / 1e9:9.2f} {(model + step) / 1e9:9.2f}" if model is not None else ""
         print(f"{r['backend']:7} {r['mode']:13}{cells}{tail}")

@@ -322,7 +322,8 @@ def tf_config_worker(text: str | None) -> tuple[int, int]:
     prefix = "--strategy multiworker: TF_CONFIG"
     if not text:
         raise ValueError(f"{prefix} is not set; it must name the cluster and this task, e.g. "
-                         '{"cluster": {"worker": ["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}')
+                         '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                         '"task": {"type": "worker", "index": 0}}')
     try:
         config = json.loads(text)
     except json.JSONDecodeError as error:
@@ -352,9 +353,9 @@ def jax_cluster(environ: dict[str, str]) -> tuple[str, int, int] | None:
 
     >>> jax_cluster({}) is None
     True
-    >>> jax_cluster({"JAX_COORDINATOR_ADDRESS": "h:1234", "JAX_NUM_PROCESSES": "2"})
+    >>> jax_cluster({"JAX_COORDINATOR_ADDRESS": "h:1234", "JAX_NUM_PROCESSES": "2"})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ValueError: JAX_COORDINATOR_ADDRESS and JAX_NUM_PROCESSES are set but JAX_PROCESS_ID is not: jax.distributed.initialize needs all of JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID (or none)
+    ValueError: JAX_COORDINATOR_ADDRESS and JAX_NUM_PROCESSES are set but JAX_PROCESS_ID is not: ...
     """
     given = [name for name in JAX_ENV if environ.get(name)]
     if not given:
@@ -381,9 +382,9 @@ def check_bf16(supported: bool, device: str) -> None:
     """``--bf16`` on a device that cannot compute in bfloat16 is refused before any work.
 
     >>> check_bf16(True, "cpu")
-    >>> check_bf16(False, "cuda:0 (compute capability 7.5)")
+    >>> check_bf16(False, "cuda:0 (compute capability 7.5)")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    ValueError: --bf16: device cuda:0 (compute capability 7.5) has no bfloat16 support (needs a CPU, a TPU or a GPU of compute capability 8.0 or more); drop --bf16
+    ValueError: --bf16: device cuda:0 (compute capability 7.5) has no bfloat16 support (...); drop --bf16
     """
     if not supported:
         raise ValueError(f"--bf16: device {device} has no bfloat16 support (needs a CPU, a TPU or a GPU of compute "

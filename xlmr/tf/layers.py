@@ -371,7 +371,8 @@ class Encoder(keras.layers.Layer):
                           past_key_value=None if past_key_values is None else past_key_values[i],
                           past_length=past_length, output_attentions=output_attentions, training=training)
             if self.gradient_checkpointing and training and not use_cache and not output_attentions:
-                hidden_states, probs, cross_probs, layer_cache = _recomputed(layer, hidden_states, kwargs), None, None, None
+                hidden_states = _recomputed(layer, hidden_states, kwargs)
+                probs = cross_probs = layer_cache = None  # not asked for (checkpointing skips those calls)
             else:
                 hidden_states, probs, cross_probs, layer_cache = layer(hidden_states, **kwargs)
             if output_hidden_states:
