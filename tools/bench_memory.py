@@ -242,7 +242,8 @@ def print_memory(memory: dict) -> None:
     print(f"\nmemory of one training step (forward + backward + AdamW), XLMRobertaForSequenceClassification at "
           f"xlm-roberta-large width, batch {memory['batch']} x {memory['length']} tokens, float32, GB of resident "
           f"memory: 'model' = after building, 'step' = the step's peak above that; measured at depths "
-          f"{', '.join(map(str, depths))}, extrapolated linearly to {TARGET_DEPTH} layers (marked ~)")
+          f"{', '.join(map(str, depths))}, extrapolated linearly to {TARGET_DEPTH} layers (marked ~: rough, see "
+          "the module docstring)")
     head = "".join(f" {'model@' + str(d):>9} {'step@' + str(d):>8}" for d in depths)
     print(f"{'backend':7} {'mode':13}{head} {'~model@24':>10} {'~step@24':>9} {'~peak@24':>9}")
     for r in memory["rows"]:
