@@ -37,8 +37,8 @@ def _run(args: list[str], timeout: int = 600) -> subprocess.CompletedProcess:
     return result
 
 
-def _backend_runs(backend: str, folder) -> dict:
-    result = _run([sys.executable, os.path.join(HERE, "distributed_runs.py"), backend, str(folder)])
+def _backend_runs(backend: str, folder, task: str = "masked-lm") -> dict:
+    result = _run([sys.executable, os.path.join(HERE, "distributed_runs.py"), backend, str(folder), task])
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
@@ -84,6 +84,103 @@ def test_bad_plans_are_refused_in_one_line():
         distributed.check_options("flax", fsdp=True)
     with pytest.raises(ValueError, match="--strategy is for --backend tf, not pt"):
         distributed.check_options("pt", strategy="mirrored")
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "TF_CONFIG is not set"),
+    ("{cluster", "TF_CONFIG is not JSON"),
+    ('{"cluster": {"worker": []}, "task": {"type": "worker", "index": 0}}', "cluster.worker must be a non-empty"),
+    ('{"cluster": {"worker": ["a:1"]}}', "task must be"),
+    ('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": "0"}}', "task index must be an integer"),
+    ('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 2}}',
+     "task index 2 is outside the 2 worker"),
+])
+def test_multiworker_refuses_a_bad_tf_config_in_one_line(text, message):
+    pattern = "^--strategy multiworker: TF_CONFIG " + message.removeprefix("TF_CONFIG ")
+    with pytest.raises(ValueError, match=pattern) as error:
+        distributed.tf_config_worker(text)
+    assert "\n" not in str(error.value)
+
+
+def test_a_chief_is_rank_zero_and_workers_follow():
+    cluster = '{"cluster": {"chief": ["c:1"], "worker": ["a:1", "b:2"]}, "task": {"type": "%s", "index": %d}}'
+    assert distributed.tf_config_worker(cluster % ("chief", 0)) == (0, 3)
+    assert distributed.tf_config_worker(cluster % ("worker", 1)) == (2, 3)
+
+
+@pytest.mark.parametrize("environ, message", [
+    ({"JAX_COORDINATOR_ADDRESS": "h:1"}, "JAX_COORDINATOR_ADDRESS is set but JAX_NUM_PROCESSES and JAX_PROCESS_ID"),
+    ({"JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "1"}, "are set but JAX_COORDINATOR_ADDRESS is not"),
+    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "two", "JAX_PROCESS_ID": "0"}, "not an integer"),
+    ({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2", "JAX_PROCESS_ID": "2"}, r"must be in \[0, "),
+])
+def test_a_partial_jax_cluster_environment_is_refused(environ, message):
+    with pytest.raises(ValueError, match=message):
+        distributed.jax_cluster(environ)
+    assert distributed.jax_cluster({"JAX_COORDINATOR_ADDRESS": "h:1", "JAX_NUM_PROCESSES": "2",
+                                    "JAX_PROCESS_ID": "1"}) == ("h:1", 2, 1)
+
+
+@pytest.mark.skipif("flax" not in installed_backends(), reason="jax/flax not installed")
+def test_the_flax_engine_checks_the_cluster_environment_before_jax_waits(monkeypatch):
+    from xlmr.flax.distributed import Engine
+
+    monkeypatch.setenv("JAX_COORDINATOR_ADDRESS", "localhost:1")
+    monkeypatch.delenv("JAX_NUM_PROCESSES", raising=False)
+    monkeypatch.delenv("JAX_PROCESS_ID", raising=False)
+    with pytest.raises(ValueError, match="JAX_COORDINATOR_ADDRESS is set but"):
+        Engine.from_options()
+
+
+@pytest.mark.skipif("tf" not in installed_backends(), reason="tensorflow not installed")
+def test_multiworker_finetune_without_tf_config_stops_before_any_work(tmp_path, monkeypatch):
+    from xlmr.cli.tasks import finetune
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    train, validation = distributed_runs.data(str(tmp_path))
+    with pytest.raises(ValueError, match="^--strategy multiworker: TF_CONFIG is not set"):
+        finetune("masked-lm", "tf", distributed_runs.MODEL, train, validation, str(tmp_path / "out"),
+                 strategy="multiworker")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.skipif("pt" not in installed_backends(), reason="torch not installed")
+def test_nproc_without_torchrun_or_gloo_is_refused_in_one_line(monkeypatch):
+    import torch.distributed as dist
+
+    from xlmr.pt import distributed as engine
+
+    monkeypatch.setattr(dist, "is_gloo_available", lambda: False)
+    monkeypatch.setattr(engine.torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="^--nproc 2: this torch build has no gloo backend"):
+        engine.launch(2, ["finetune"])
+    monkeypatch.setitem(sys.modules, "torch.distributed.launcher.api", None)  # import fails: no torchrun
+    with pytest.raises(RuntimeError, match=r"^--nproc 2: torch.distributed.run \(torchrun\) is not available"):
+        engine.launch(2, ["finetune"])
+
+
+@pytest.mark.skipif("tf" not in installed_backends(), reason="tensorflow not installed")
+def test_a_tf_worker_other_than_the_chief_keeps_no_checkpoint(tmp_path, monkeypatch):
+    """MultiWorkerMirroredStrategy: every worker writes (a collective), the chief into the checkpoint folder,
+    the others into a temporary folder they delete; so the folder holds the chief's files only."""
+    import tempfile
+
+    from xlmr.tf import XLMRobertaForMaskedLM
+    from xlmr.tf.distributed import Engine
+    from xlmr.tf.training import make_optimizer
+    from xlmr.common.tasks.schedule import TrainingSettings
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    model = XLMRobertaForMaskedLM(distributed_runs.tiny_config(), seed=0)
+    optimizer = make_optimizer(model, TrainingSettings(), 10)
+    for rank in (1, 0):
+        folder = tmp_path / f"rank{rank}"
+        folder.mkdir()
+        Engine(rank=rank).save(str(folder), model, optimizer)
+        assert bool(os.listdir(folder)) == (rank == 0)
+    assert os.listdir(scratch) == []
 
 
 def test_resume_refuses_another_task_or_shape(tmp_path):
@@ -165,6 +262,37 @@ def test_tf_mirrored_accumulation_and_resume_equal_one_device(tmp_path):
         _assert_same_run(runs[name], single, TOLERANCE_FP32)
     assert runs["resumed:checkpoints"] == ["checkpoint-2"]
     _assert_same_run(runs["resumed"], runs["mirrored2"]["losses"], RESUME_TOLERANCE)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["pt", "flax", "tf"])
+def test_multiple_choice_split_over_two_replicas_equals_one_device(tmp_path, backend):
+    """The pooler and classifier path (choices flattened into rows, one loss unit per question): DDP over 2
+    gloo processes, a flax data=2 mesh, a tf 2-replica MirroredStrategy, each 5 updates against one device.
+    Every parameter is compared but the classifier's bias, whose exact gradient is 0 here
+    (``distributed_runs.NOISE_ONLY``)."""
+    if backend not in installed_backends():
+        pytest.skip(f"{backend} not installed")
+    runs = _backend_runs(backend, tmp_path, "multiple-choice")
+    single = runs["single"]["losses"]
+    assert len(single) == STEPS and single[0] != single[-1]
+    if backend != "pt":
+        _assert_same_run(runs["data2" if backend == "flax" else "mirrored2"], single, TOLERANCE_FP32)
+        return
+    _run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "xlmr", "finetune",
+          "multiple-choice", "--backend", "pt", "--model", distributed_runs.MODEL, "--train",
+          str(tmp_path / "train.jsonl"), "--validation", str(tmp_path / "validation.jsonl"), "--epochs", "1",
+          "--batch-size", "4", "--max-length", "32", "--no-dropout", "--logging-steps", "1", "--learning-rate",
+          "1e-4", "--save-steps", "2", "--output", str(tmp_path / "ddp")])
+    run = {"losses": distributed_runs.losses(str(tmp_path / "ddp")),
+           "max_diff": distributed_runs.max_diff(distributed_runs.weights(str(tmp_path / "single")),
+                                                 distributed_runs.weights(str(tmp_path / "ddp")), "multiple-choice")}
+    _assert_same_run(run, single, TOLERANCE_FP32)
+    # rank 0 alone wrote the checkpoints and the model; no temporary folder is left behind
+    assert sorted(os.listdir(tmp_path / "ddp" / "checkpoint-2")) == ["model.pt", "trainer_state.json",
+                                                                      "training_state.pt"]
+    assert [n for n in os.listdir(tmp_path / "ddp") if n.startswith(".")] == []
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".ddp")]
 
 
 @pytest.mark.parametrize("backend, flags, message", [

@@ -15,6 +15,8 @@ Sections:
   convert    tools/convert.py on a base-sized checkpoint (1.1 GB) for every source/target format pair, and
              ``from_pretrained`` per backend: seconds and peak RSS relative to the checkpoint size.
   tokenizer  slow and fast tokenizers, ours and HF's, on 3,000 multilingual paragraphs.
+  memory     peak resident memory of one training step at xlm-roberta-large width, per backend, with and without
+             activation checkpointing and with parameter sharding (tools/bench_memory.py).
 
 Every measurement runs in a child process (one framework's threads and memory never disturb another's).
 """
@@ -42,7 +44,7 @@ SHAPES = ("base", "large")
 SIZES = ("1x128", "8x128", "32x128", "8x512")
 DTYPES = ("float32", "bfloat16")
 BACKENDS = ("pt", "tf", "flax")
-SECTIONS = ("peak", "forward", "mixed", "convert", "tokenizer")
+SECTIONS = ("peak", "forward", "mixed", "convert", "tokenizer", "memory")
 PARAGRAPHS = os.path.join(ROOT, "tools", "data", "paragraphs.json")
 SPM_MODEL = os.path.join(ROOT, "tests", "fixtures", "sentencepiece.bpe.model")
 
@@ -560,6 +562,9 @@ def print_report(report: dict) -> None:
         print(f"\ntokenizers on {tok['paragraphs']} multilingual paragraphs")
         for name, r in tok["results"].items():
             print(f"  {name:10} {r['seconds']:7.3f} s  {r['paragraphs_per_s']:9.0f} paragraphs/s")
+    if report.get("memory"):
+        from bench_memory import print_memory
+        print_memory(report["memory"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -614,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         report["convert"] = section_convert(args)
     if "tokenizer" in args.sections:
         report["tokenizer"] = section_tokenizer(args)
+    if "memory" in args.sections:
+        from bench_memory import section_memory
+        report["memory"] = section_memory(args.backends)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -72,9 +72,6 @@ ALLOWED = {
     # ---- models: framework services on the base class
     "models:pt:XLMRobertaPreTrainedModel.tie_weights":
         "PyTorch ties by sharing one Parameter (HF's state dict names both); tf/flax pass the table to the head",
-    "models:pt:XLMRobertaPreTrainedModel.gradient_checkpointing_enable": "torch.utils.checkpoint (HF's API)",
-    "models:pt:XLMRobertaPreTrainedModel.gradient_checkpointing_disable": "torch.utils.checkpoint (HF's API)",
-    "models:pt:XLMRobertaPreTrainedModel.is_gradient_checkpointing": "torch.utils.checkpoint (HF's API)",
     "models:tf:XLMRobertaPreTrainedModel.get_variable": "Keras variables are found by path, not by name",
     "models:tf:XLMRobertaPreTrainedModel.named_variables": "Keras has no named_parameters()",
     "models:flax:XLMRobertaPreTrainedModel.config": "NNX: the config is held hashable for jax.jit (a property)",

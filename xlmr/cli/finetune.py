@@ -38,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="token classification: label every piece of a word, not only its first")
     tasks.add_processing(parser, "defaults: see each flag")
     scale = parser.add_argument_group("scaling out (see docs: Scaling out)")
+    scale.add_argument("--bf16", action="store_true",
+                       help="compute in bfloat16 on float32 parameters (pt autocast, tf mixed_bfloat16, flax dtype)")
+    scale.add_argument("--gradient-checkpointing", action="store_true",
+                       help="recompute each layer's activations in the backward pass: less memory, ~1/3 more time")
     scale.add_argument("--gradient-accumulation-steps", type=int, default=1, metavar="K",
                        help="split each update's --batch-size rows into K micro-batches")
     scale.add_argument("--save-steps", type=int, default=0, metavar="N",
@@ -80,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
         label_all_tokens=args.label_all_tokens, logging_steps=args.logging_steps, force=args.force,
         gradient_accumulation_steps=args.gradient_accumulation_steps, save_steps=args.save_steps,
         resume_from=args.resume_from, fsdp=args.fsdp, mesh=args.mesh, strategy=args.strategy,
-        cpu_devices=args.cpu_devices, **tasks.processing_flags(args))
+        cpu_devices=args.cpu_devices, bf16=args.bf16, gradient_checkpointing=args.gradient_checkpointing,
+        **tasks.processing_flags(args))
     if metrics is not None:  # rank 0 of a distributed run, or the only process
         print(json.dumps(metrics))
     return 0

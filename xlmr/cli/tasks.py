@@ -212,13 +212,15 @@ def prepare(task: str, model: str, train: str, validation: str, *, seed: int = 4
                     overrides)
 
 
-def load_for_training(prepared: Prepared, backend: str, seed: int) -> Any:
+def load_for_training(prepared: Prepared, backend: str, seed: int, bf16: bool = False) -> Any:
     """The task's class in ``backend`` from the starting checkpoint; a head it lacks (or of another size) is
-    initialised from ``seed``, the same in every backend, with HF's warning."""
-    with warnings.catch_warnings():
+    initialised from ``seed``, the same in every backend, with HF's warning. ``bf16``: built for bfloat16
+    compute on float32 parameters (``xlmr.<backend>.training.precision``)."""
+    precision = importlib.import_module(f"xlmr.{backend}.training").precision
+    with warnings.catch_warnings(), precision(bf16) as options:
         warnings.simplefilter("always")
         return model_class(backend, prepared.architecture).from_pretrained(
-            prepared.model, seed=seed, ignore_mismatched_sizes=True, **prepared.overrides)
+            prepared.model, seed=seed, ignore_mismatched_sizes=True, **prepared.overrides, **options)
 
 
 def batch_source(prepared: Prepared, training: schedule.TrainingSettings) -> Callable[[int], Any]:
@@ -247,7 +249,8 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
              force: bool = False, quiet: bool = False, on_step: Callable[[int, float], None] | None = None,
              gradient_accumulation_steps: int = 1, save_steps: int = 0, resume_from: str | None = None,
              fsdp: bool = False, mesh: str | None = None, strategy: str | None = None,
-             cpu_devices: int | None = None) -> dict[str, float] | None:
+             cpu_devices: int | None = None, bf16: bool = False,
+             gradient_checkpointing: bool = False) -> dict[str, float] | None:
     """Fine-tune ``model`` (a checkpoint folder) for ``task`` in ``backend``; write ``output``; return the
     validation metrics. ``on_step(step, loss)`` is called after every update (tests use it).
 
@@ -264,7 +267,8 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
     plan.micro_batch_size(batch_size)
     training = schedule.TrainingSettings(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                                          weight_decay=weight_decay, warmup_ratio=warmup_ratio, seed=seed,
-                                         no_dropout=no_dropout, logging_steps=logging_steps)
+                                         no_dropout=no_dropout, logging_steps=logging_steps, bf16=bf16,
+                                         gradient_checkpointing=gradient_checkpointing)
     output = os.path.abspath(output)
     existed = os.path.exists(output)
     plan.resume_path = distributed.resolve_resume(resume_from, output)
@@ -282,7 +286,7 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
         plan.resume = distributed.TrainerState.load(plan.resume_path)
         plan.resume.check_matches(plan.resume_path, task, backend, prepared.architecture, shapes, total)
     with engine.scope():  # tf: variables of a strategy's model are made inside its scope
-        net = load_for_training(prepared, backend, seed)
+        net = load_for_training(prepared, backend, seed, bf16)
 
     log: list[dict[str, Any]] = plan.resume.extra.get("log", []) if plan.resume is not None else []
     plan.template.extra = {"log": log}  # the log so far travels in each checkpoint

@@ -305,6 +305,92 @@ def keep_checkpoints(output: str, folder: str) -> None:
             shutil.copytree(os.path.join(output, name), os.path.join(folder, name), copy_function=os.link)
 
 
+# ------------------------------------------------------------------------------------------------ cluster settings
+JAX_ENV = ("JAX_COORDINATOR_ADDRESS", "JAX_NUM_PROCESSES", "JAX_PROCESS_ID")
+
+
+def tf_config_worker(text: str | None) -> tuple[int, int]:
+    """(this worker's index, number of workers) from ``TF_CONFIG``, or a one-line error naming what is wrong,
+    before TensorFlow waits for a cluster that cannot form.
+
+    >>> tf_config_worker('{"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}')
+    (1, 2)
+    >>> tf_config_worker('{"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}')
+    Traceback (most recent call last):
+    ValueError: --strategy multiworker: TF_CONFIG task index 3 is outside the 1 worker(s) of cluster.worker
+    """
+    prefix = "--strategy multiworker: TF_CONFIG"
+    if not text:
+        raise ValueError(f"{prefix} is not set; it must name the cluster and this task, e.g. "
+                         '{"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                         '"task": {"type": "worker", "index": 0}}')
+    try:
+        config = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{prefix} is not JSON: {error}") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{prefix} must be a JSON object, got {type(config).__name__}")
+    workers = (config.get("cluster") or {}).get("worker") if isinstance(config.get("cluster"), dict) else None
+    if not isinstance(workers, list) or not workers or not all(isinstance(w, str) and ":" in w for w in workers):
+        raise ValueError(f"{prefix} cluster.worker must be a non-empty list of \"host:port\" strings, got {workers!r}")
+    task = config.get("task")
+    if not isinstance(task, dict) or task.get("type") not in ("worker", "chief"):
+        raise ValueError(f"{prefix} task must be {{\"type\": \"worker\", \"index\": N}}, got {task!r}")
+    index = task.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ValueError(f"{prefix} task index must be an integer, got {index!r}")
+    chiefs = len((config.get("cluster") or {}).get("chief") or [])
+    count = len(workers) if task["type"] == "worker" else chiefs
+    if not 0 <= index < count:
+        raise ValueError(f"{prefix} task index {index} is outside the {count} {task['type']}(s) of "
+                         f"cluster.{task['type']}")
+    return (index + chiefs if task["type"] == "worker" else index), len(workers) + chiefs
+
+
+def jax_cluster(environ: dict[str, str]) -> tuple[str, int, int] | None:
+    """(coordinator address, number of processes, this process's id) for ``jax.distributed.initialize``
+    when all of ``JAX_ENV`` are set, None when none is, and a one-line error for a partial or bad set.
+
+    >>> jax_cluster({}) is None
+    True
+    >>> jax_cluster({"JAX_COORDINATOR_ADDRESS": "h:1234", "JAX_NUM_PROCESSES": "2"})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: JAX_COORDINATOR_ADDRESS and JAX_NUM_PROCESSES are set but JAX_PROCESS_ID is not: ...
+    """
+    given = [name for name in JAX_ENV if environ.get(name)]
+    if not given:
+        return None
+    if len(given) < len(JAX_ENV):
+        missing = [name for name in JAX_ENV if name not in given]
+        raise ValueError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set but "
+                         f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not: "
+                         f"jax.distributed.initialize needs all of {', '.join(JAX_ENV)} (or none)")
+    numbers = {}
+    for name in JAX_ENV[1:]:
+        try:
+            numbers[name] = int(environ[name])
+        except ValueError:
+            raise ValueError(f"{name}={environ[name]!r} is not an integer") from None
+    if numbers["JAX_NUM_PROCESSES"] < 1 or not 0 <= numbers["JAX_PROCESS_ID"] < numbers["JAX_NUM_PROCESSES"]:
+        raise ValueError(f"JAX_PROCESS_ID={numbers['JAX_PROCESS_ID']} must be in [0, JAX_NUM_PROCESSES="
+                         f"{numbers['JAX_NUM_PROCESSES']})")
+    return environ["JAX_COORDINATOR_ADDRESS"], numbers["JAX_NUM_PROCESSES"], numbers["JAX_PROCESS_ID"]
+
+
+# ------------------------------------------------------------------------------------------------ precision
+def check_bf16(supported: bool, device: str) -> None:
+    """``--bf16`` on a device that cannot compute in bfloat16 is refused before any work.
+
+    >>> check_bf16(True, "cpu")
+    >>> check_bf16(False, "cuda:0 (compute capability 7.5)")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ValueError: --bf16: device cuda:0 (compute capability 7.5) has no bfloat16 support (...); drop --bf16
+    """
+    if not supported:
+        raise ValueError(f"--bf16: device {device} has no bfloat16 support (needs a CPU, a TPU or a GPU of compute "
+                         "capability 8.0 or more); drop --bf16")
+
+
 # ------------------------------------------------------------------------------------------------ options
 ENGINE_FLAGS = {"pt": ("fsdp",), "flax": ("mesh", "cpu_devices"), "tf": ("strategy", "cpu_devices")}
 STRATEGIES = ("mirrored", "multiworker")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from xlmr.common.distributed import check_mesh, format_mesh
+from xlmr.common.distributed import check_mesh, format_mesh, jax_cluster
 
 ORBAX_DIR = "state"   # Orbax checkpoint of (parameters, optimizer state, RNG) under checkpoint-STEP/
 
@@ -50,11 +50,11 @@ class Engine:
         """The engine of ``xlmr finetune --backend flax [--mesh data=N,fsdp=M] [--cpu-devices N]``."""
         if cpu_devices:
             _cpu_devices(cpu_devices)
+        cluster = jax_cluster(dict(os.environ))  # checked before JAX starts or waits for a coordinator
         import jax
 
-        if os.environ.get("JAX_COORDINATOR_ADDRESS") and not jax.distributed.is_initialized():
-            jax.distributed.initialize(os.environ["JAX_COORDINATOR_ADDRESS"],
-                                       int(os.environ["JAX_NUM_PROCESSES"]), int(os.environ["JAX_PROCESS_ID"]))
+        if cluster is not None and not jax.distributed.is_initialized():
+            jax.distributed.initialize(*cluster)
         if mesh is None or int(np.prod(list(mesh.values()))) == 1:
             return cls(None)
         check_mesh(mesh, jax.device_count(), jax.default_backend())

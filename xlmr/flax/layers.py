@@ -309,6 +309,7 @@ class Encoder(nnx.Module):
     def __init__(self, config: XLMRobertaConfig, *, dtype: Any, param_dtype: Any, rngs: nnx.Rngs):
         self.layer = nnx.List([Layer(config, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
                                for _ in range(config.num_hidden_layers)])
+        self.gradient_checkpointing = False
 
     def __call__(self, hidden_states: Array, bias: Array | None = None, head_mask: Array | None = None,
                  encoder_hidden_states: Array | None = None, encoder_bias: Array | None = None,
@@ -326,10 +327,17 @@ class Encoder(nnx.Module):
         cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
         cache = () if use_cache else None
         for i, layer in enumerate(self.layer):
-            hidden_states, probs, cross_probs, layer_cache = layer(
-                hidden_states, bias, None if head_mask is None else head_mask[i], encoder_hidden_states,
-                encoder_bias, None if layers_past is None else layers_past[i], past_length, in_place,
-                deterministic)
+            args = (hidden_states, bias, None if head_mask is None else head_mask[i], encoder_hidden_states,
+                    encoder_bias, None if layers_past is None else layers_past[i])
+            if self.gradient_checkpointing:
+                # nnx.remat keeps only the layer's inputs for the backward pass and recomputes the rest there;
+                # the dropout keys are part of the layer's state, so the recomputation draws the same masks.
+                def run(layer, *args):  # the layer is an argument: nnx.remat carries its state in and out
+                    return layer(*args, past_length, in_place, deterministic)
+
+                hidden_states, probs, cross_probs, layer_cache = nnx.remat(run)(layer, *args)
+            else:
+                hidden_states, probs, cross_probs, layer_cache = layer(*args, past_length, in_place, deterministic)
             if output_hidden_states:
                 all_hidden = all_hidden + (hidden_states,)
             if output_attentions:

@@ -173,6 +173,24 @@ class XLMRobertaPreTrainedModel(PreTrainedModel, nnx.Module):
 
         return quantize(self, mode)
 
+    # -------------------------------------------------------------------------------------------- training
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them (``nnx.remat``;
+        same gradients). Set it before the training step is traced: jit sees the flag when it compiles."""
+        for _, module in nnx.iter_graph(self):
+            if isinstance(module, Encoder):
+                module.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        for _, module in nnx.iter_graph(self):
+            if isinstance(module, Encoder):
+                module.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(isinstance(m, Encoder) and m.gradient_checkpointing for _, m in nnx.iter_graph(self))
+
+
     # -------------------------------------------------------------------------------------------- decoding
     def init_cache(self, batch_size: int, max_length: int) -> KVCache:
         """A zeroed fixed-length KVCache, for decoding under jit with one compilation per input shape.

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterable
 
 import jax
@@ -33,10 +34,29 @@ import numpy as np
 import optax
 from flax import nnx
 
-from xlmr.common.distributed import Plan, position, split_batch
+from xlmr.common.distributed import Plan, check_bf16, position, split_batch
 from xlmr.common.tasks.schedule import TrainingSettings, decays, warmup_steps
 from xlmr.common.weights import from_scheme_name
 from xlmr.flax.distributed import Engine
+
+
+def bf16_supported() -> tuple[bool, str]:
+    """Whether JAX's default device computes in bfloat16 (CPU, TPU, or a GPU of compute capability 8+)."""
+    device = jax.devices()[0]
+    capability = getattr(device, "compute_capability", None)
+    if device.platform != "gpu" or capability is None:
+        return True, device.platform
+    return float(capability) >= 8.0, f"{device} (compute capability {capability})"
+
+
+@contextlib.contextmanager
+def precision(bf16: bool):
+    """Build the model to train inside this; it yields the ``from_pretrained`` options of the precision:
+    with ``bf16``, an NNX model computing in bfloat16 on float32 parameters (its softmax and LayerNorm
+    statistics stay float32, and so does the loss)."""
+    if bf16:
+        check_bf16(*bf16_supported())
+    yield {"dtype": jnp.bfloat16, "param_dtype": jnp.float32} if bf16 else {}
 
 
 def linear_schedule(settings: TrainingSettings, total_steps: int) -> Callable:
@@ -120,6 +140,8 @@ def train(model: nnx.Module, batches: Callable[[int], Iterable[dict[str, np.ndar
     micro-batches, saves checkpoints and resumes; ``engine`` shards the state and batches over its mesh."""
     plan, engine = plan or Plan(), engine or Engine()
     nnx.reseed(model, dropout=settings.seed)  # dropout masks
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     model.train()
     total = settings.epochs * steps_per_epoch
     optimizer = make_optimizer(model, settings, total)

@@ -172,7 +172,10 @@ def launch(nproc: int, argv: list[str]) -> int:
         from torch.distributed.launcher.api import LaunchConfig, elastic_launch
     except ImportError as error:  # a torch without the elastic launcher
         raise RuntimeError(f"--nproc {nproc}: torch.distributed.run (torchrun) is not available: {error}") from None
-    _engine_backend()
+    try:
+        _engine_backend()
+    except RuntimeError as error:
+        raise RuntimeError(f"--nproc {nproc}: {str(error).removeprefix('torch.distributed: ')}") from None
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=nproc, rdzv_backend="c10d",
                           rdzv_endpoint="localhost:0", run_id=f"xlmr-{os.getpid()}", max_restarts=0,
                           monitor_interval=0.1)

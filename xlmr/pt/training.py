@@ -25,14 +25,33 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterable
 
 import numpy as np
 import torch
 
-from xlmr.common.distributed import Plan, position, split_batch
+from xlmr.common.distributed import Plan, check_bf16, position, split_batch
 from xlmr.common.tasks.schedule import TrainingSettings, decays, lr_factor, warmup_steps
 from xlmr.pt.distributed import Engine
+
+
+def bf16_supported(device: torch.device) -> tuple[bool, str]:
+    """Whether autocast can compute in bfloat16 on ``device``, and the device's name for the error."""
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return torch.cuda.is_bf16_supported(), f"{device} (compute capability {major}.{minor})"
+    return torch.amp.is_autocast_available(device.type), str(device)
+
+
+@contextlib.contextmanager
+def precision(bf16: bool):
+    """Build the model to train inside this; it yields the ``from_pretrained`` options of the precision.
+    PyTorch keeps float32 parameters and casts per operation (``torch.autocast`` in ``train_step``)."""
+    if bf16:
+        device = torch.get_default_device()
+        check_bf16(*bf16_supported(torch.device("cpu") if device.type == "meta" else device))
+    yield {}
 
 
 def make_optimizer(model: torch.nn.Module, settings: TrainingSettings, total_steps: int):
@@ -57,7 +76,9 @@ def train_step(model: torch.nn.Module, optimizer, scheduler, batch, settings: Tr
     pieces = [(batch, 1.0)] if isinstance(batch, dict) else batch
     total = 0.0
     for piece, weight in pieces:
-        loss = model(**{k: torch.from_numpy(v).to(device) for k, v in piece.items()}).loss
+        # bf16: matmuls in bfloat16 on float32 parameters; the losses cast their logits to float32 themselves
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16):
+            loss = model(**{k: torch.from_numpy(v).to(device) for k, v in piece.items()}).loss
         (loss * (weight * loss_scale) if (weight, loss_scale) != (1.0, 1.0) else loss).backward()
         total += float(loss.detach()) * weight
     if settings.max_grad_norm:
@@ -78,6 +99,8 @@ def train(model: torch.nn.Module, batches: Callable[[int], Iterable[dict[str, np
     (a new, unsharded one after FSDP)."""
     plan, engine = plan or Plan(), engine or Engine()
     torch.manual_seed(settings.seed)  # dropout masks
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     total = settings.epochs * steps_per_epoch
     wrapped = engine.wrap(model)
     optimizer, scheduler = make_optimizer(wrapped, settings, total)

@@ -18,13 +18,14 @@ Example (no strategy: the default one, one replica):
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import shutil
+import tempfile
 from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from xlmr.common.distributed import Plan, split_batch
+from xlmr.common.distributed import Plan, split_batch, tf_config_worker
 
 CHECKPOINT_PREFIX = "tf_state"   # tf.train.Checkpoint of model, optimizer and RNG under checkpoint-STEP/
 
@@ -59,11 +60,9 @@ class Engine:
         if strategy is None:
             return cls()
         if strategy == "multiworker":
-            if "TF_CONFIG" not in os.environ:
-                raise ValueError("--strategy multiworker needs TF_CONFIG (cluster and task) in the environment")
-            task = json.loads(os.environ["TF_CONFIG"]).get("task", {})
+            rank, workers = tf_config_worker(os.environ.get("TF_CONFIG"))
             chosen = tf.distribute.MultiWorkerMirroredStrategy()
-            return cls(chosen, rank=int(task.get("index", 0)), workers=chosen.extended._num_workers)
+            return cls(chosen, rank=rank, workers=workers)
         devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
                   [d.name for d in tf.config.list_logical_devices("CPU")]
         return cls(tf.distribute.MirroredStrategy(devices))
@@ -133,10 +132,20 @@ class Engine:
 
     # -------------------------------------------------------------------------------------------- checkpoints
     def save(self, folder: str, model, optimizer) -> None:
-        """Model and optimizer variables with ``tf.train.Checkpoint`` (TensorFlow's own format)."""
+        """Model and optimizer variables with ``tf.train.Checkpoint`` (TensorFlow's own format). Under
+        MultiWorkerMirroredStrategy every worker must take part in the write, but only the chief's copy is kept:
+        the others write into a temporary folder of their own and delete it (TensorFlow's recommended pattern),
+        so ``folder`` holds one writer's files even on a file system the workers share."""
         import tensorflow as tf
 
-        tf.train.Checkpoint(model=model, optimizer=optimizer).write(os.path.join(folder, CHECKPOINT_PREFIX))
+        if self.rank == 0:
+            tf.train.Checkpoint(model=model, optimizer=optimizer).write(os.path.join(folder, CHECKPOINT_PREFIX))
+            return
+        scratch = tempfile.mkdtemp(prefix=f"xlmr-worker{self.rank}-")
+        try:
+            tf.train.Checkpoint(model=model, optimizer=optimizer).write(os.path.join(scratch, CHECKPOINT_PREFIX))
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
 
     def load(self, folder: str, model, optimizer) -> None:
         import tensorflow as tf

@@ -326,6 +326,23 @@ class Layer(keras.layers.Layer):
         return hidden_states, self_probs, cross_probs, cache
 
 
+def _recomputed(layer: "Layer", hidden_states: tf.Tensor, kwargs: dict) -> tf.Tensor:
+    """``layer``'s output under ``tf.recompute_grad``: only its inputs are kept for the backward pass, which runs
+    the layer again. Keras' dropout advances a seed variable on every call, so the seeds are read before the
+    forward pass and put back before each run: the recomputation draws the forward pass's masks."""
+    generators = [sub.seed_generator for sub in layer._flatten_layers()
+                  if isinstance(sub, keras.layers.Dropout) and getattr(sub, "seed_generator", None) is not None]
+    seeds = [tf.identity(g.state.value) for g in generators]
+    encoder_states = kwargs.pop("encoder_hidden_states")
+
+    def run(hidden, *encoder):  # positional tensors only: tf.custom_gradient takes no keywords in a graph
+        for g, seed in zip(generators, seeds):
+            g.state.assign(seed)
+        return layer(hidden, encoder_hidden_states=encoder[0] if encoder else None, **kwargs)[0]
+
+    return tf.recompute_grad(run)(hidden_states, *(() if encoder_states is None else (encoder_states,)))
+
+
 class Encoder(keras.layers.Layer):
     """The stack of layers; collects hidden states, attentions and the key/value cache as asked."""
 
@@ -333,6 +350,7 @@ class Encoder(keras.layers.Layer):
         super().__init__(**kwargs)
         self.config = config
         self.layer = [Layer(config, name=f"layer_{i}") for i in range(config.num_hidden_layers)]
+        self.gradient_checkpointing = False
 
     def build(self, input_shape: Any = None) -> None:
         for layer in self.layer:
@@ -348,11 +366,15 @@ class Encoder(keras.layers.Layer):
         cross_attentions = () if output_attentions and encoder_hidden_states is not None else None
         cache = () if use_cache else None
         for i, layer in enumerate(self.layer):
-            hidden_states, probs, cross_probs, layer_cache = layer(
-                hidden_states, bias=bias, head_mask=None if head_mask is None else head_mask[i],
-                encoder_hidden_states=encoder_hidden_states, encoder_bias=encoder_bias,
-                past_key_value=None if past_key_values is None else past_key_values[i], past_length=past_length,
-                output_attentions=output_attentions, training=training)
+            kwargs = dict(bias=bias, head_mask=None if head_mask is None else head_mask[i],
+                          encoder_hidden_states=encoder_hidden_states, encoder_bias=encoder_bias,
+                          past_key_value=None if past_key_values is None else past_key_values[i],
+                          past_length=past_length, output_attentions=output_attentions, training=training)
+            if self.gradient_checkpointing and training and not use_cache and not output_attentions:
+                hidden_states = _recomputed(layer, hidden_states, kwargs)
+                probs = cross_probs = layer_cache = None  # not asked for (checkpointing skips those calls)
+            else:
+                hidden_states, probs, cross_probs, layer_cache = layer(hidden_states, **kwargs)
             if output_hidden_states:
                 all_hidden = all_hidden + (hidden_states,)
             if output_attentions:

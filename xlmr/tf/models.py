@@ -143,6 +143,24 @@ class XLMRobertaPreTrainedModel(PreTrainedModel, KerasRuntime, keras.Model):
 
         return quantize(self, mode)
 
+    # -------------------------------------------------------------------------------------------- training
+    def gradient_checkpointing_enable(self, gradient_checkpointing_kwargs: dict | None = None) -> None:
+        """Recompute each layer's activations in the backward pass instead of storing them
+        (``tf.recompute_grad``; same gradients). Layers asked for attentions or a cache run as usual."""
+        for module in self._flatten_layers():
+            if isinstance(module, Encoder):
+                module.gradient_checkpointing = True
+
+    def gradient_checkpointing_disable(self) -> None:
+        for module in self._flatten_layers():
+            if isinstance(module, Encoder):
+                module.gradient_checkpointing = False
+
+    @property
+    def is_gradient_checkpointing(self) -> bool:
+        return any(isinstance(m, Encoder) and m.gradient_checkpointing for m in self._flatten_layers())
+
+
 
 # ------------------------------------------------------------------------------------------------ the encoder
 class XLMRobertaModel(XLMRobertaPreTrainedModel):
@@ -240,6 +258,8 @@ class XLMRobertaModel(XLMRobertaPreTrainedModel):
         encoder_bias = None
         if c.is_decoder and encoder_hidden_states is not None and encoder_attention_mask is not None:
             encoder_bias = attention_bias(encoder_attention_mask, length, 0, False, hidden.dtype)
+        if self.encoder.gradient_checkpointing and training:
+            use_cache = False  # the cache would hold activations that checkpointing means to drop
         hidden, cache, all_hidden, attentions, cross = self.encoder(
             hidden, bias=bias, head_mask=self._head_mask(to_tensors(head_mask), hidden.dtype),
             encoder_hidden_states=encoder_hidden_states if c.is_decoder else None, encoder_bias=encoder_bias,

@@ -31,16 +31,43 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Callable, Iterable
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from xlmr.common.distributed import Plan, position
+from xlmr.common.distributed import Plan, check_bf16, position
 from xlmr.common.tasks.schedule import TrainingSettings, decays, warmup_steps
 from xlmr.common.weights import parameter_shapes, to_scheme_name
 from xlmr.tf.distributed import Engine
+
+
+def bf16_supported() -> tuple[bool, str]:
+    """Whether the device TensorFlow computes on has bfloat16 kernels (a CPU, or a GPU of compute capability 8+)."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return True, "cpu"
+    major, minor = tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0))
+    return major >= 8, f"{gpus[0].name} (compute capability {major}.{minor})"
+
+
+@contextlib.contextmanager
+def precision(bf16: bool):
+    """Build the model to train inside this; it yields the ``from_pretrained`` options of the precision.
+    With ``bf16`` the layers made here take Keras' "mixed_bfloat16" policy (float32 variables, bfloat16
+    compute); the global policy is put back on leaving, so models made later are float32 again."""
+    if not bf16:
+        yield {}
+        return
+    check_bf16(*bf16_supported())
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        yield {}
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 class LinearSchedule(keras.optimizers.schedules.LearningRateSchedule):
@@ -131,6 +158,8 @@ def train(model: keras.Model, batches: Callable[[int], Iterable[dict[str, np.nda
     model must have been built inside ``engine.scope()``)."""
     plan, engine = plan or Plan(), engine or Engine()
     keras.utils.set_random_seed(settings.seed)  # dropout masks
+    if settings.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
     total = settings.epochs * steps_per_epoch
     with engine.scope():
         optimizer = make_optimizer(model, settings, total, clip=False)

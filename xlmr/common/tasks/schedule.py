@@ -25,6 +25,9 @@ class TrainingSettings:
 
     ``max_grad_norm``: the global gradient norm is clipped to it in every backend (torch ``clip_grad_norm_``,
     Keras ``global_clipnorm``, ``optax.clip_by_global_norm``), as HF's Trainer does by default; 0 turns it off.
+    ``bf16``: matmuls in bfloat16 with float32 parameters, optimizer state, softmax, LayerNorm and loss (torch
+    autocast, Keras' "mixed_bfloat16" policy, an NNX model with ``dtype=bfloat16, param_dtype=float32``).
+    ``gradient_checkpointing``: each layer's activations are recomputed in the backward pass (same gradients).
     """
 
     epochs: int = 3
@@ -39,6 +42,8 @@ class TrainingSettings:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
+    bf16: bool = False
+    gradient_checkpointing: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "logging_steps"):
