@@ -190,7 +190,6 @@ class XLMRobertaPreTrainedModel(PreTrainedModel, nnx.Module):
     def is_gradient_checkpointing(self) -> bool:
         return any(isinstance(m, Encoder) and m.gradient_checkpointing for _, m in nnx.iter_graph(self))
 
-
     # -------------------------------------------------------------------------------------------- decoding
     def init_cache(self, batch_size: int, max_length: int) -> KVCache:
         """A zeroed fixed-length KVCache, for decoding under jit with one compilation per input shape.

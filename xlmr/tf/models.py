@@ -161,7 +161,6 @@ class XLMRobertaPreTrainedModel(PreTrainedModel, KerasRuntime, keras.Model):
         return any(isinstance(m, Encoder) and m.gradient_checkpointing for m in self._flatten_layers())
 
 
-
 # ------------------------------------------------------------------------------------------------ the encoder
 class XLMRobertaModel(XLMRobertaPreTrainedModel):
     """The bare XLM-R encoder (or decoder, with ``config.is_decoder``): hidden states and the pooled first token.
