@@ -65,11 +65,12 @@ HF, OPT_FP32, OPT_INT8 = "HF fp32", "optimum ORT fp32", "optimum ORT int8"
 def run_worker(task: dict, timeout: int = 7200) -> dict:
     """``task`` in a child process of this file (one framework per process, as in bench.py)."""
     cmd = [sys.executable, os.path.abspath(__file__), "--worker", json.dumps(task)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    if proc.returncode != 0:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"error": " | ".join(tail) or f"exit status {proc.returncode}"}
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    # stderr passes through: the per-path lines are the progress of a run that takes most of an hour.
+    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        return {"error": f"the {task['kind']} worker failed with exit status {proc.returncode} (its error is above)"}
+    return json.loads(lines[-1])
 
 
 def base_config():
@@ -143,6 +144,10 @@ def _line(row: dict) -> str:
     return f"quant {row['size']:6} {row['path']:18} {row['seconds']:8.3f} s {row['tokens'] / row['seconds']:9.0f} tok/s"
 
 
+# The mode names of ``quantize(model, mode)`` and ``from_pretrained(..., quantize=mode)``.
+API_MODE = {"bfloat16": "bf16", "int8": "int8"}
+
+
 def quantize_function(backend: str):
     """``xlmr.{backend}.quantize.quantize``, or a string saying why there is none."""
     try:
@@ -186,7 +191,7 @@ def _ours(backend: str, config, mode: str):
         from xlmr.pt import XLMRobertaModel
 
         model = XLMRobertaModel(config, seed=0).eval()
-        model = quantize(model, mode) or model
+        model = quantize(model, API_MODE[mode]) or model
 
         def run(ids, mask):
             with torch.inference_mode():
@@ -197,7 +202,7 @@ def _ours(backend: str, config, mode: str):
         from xlmr.tf import XLMRobertaModel
 
         model = XLMRobertaModel(config, seed=0)
-        model = quantize(model, mode) or model
+        model = quantize(model, API_MODE[mode]) or model
         fn = tf.function(lambda i, m: model(input_ids=i, attention_mask=m, training=False)[0], jit_compile=True)
         return lambda ids, mask: fn(tf.constant(ids), tf.constant(mask)).numpy()
     import jax
@@ -206,17 +211,20 @@ def _ours(backend: str, config, mode: str):
     from xlmr.flax import XLMRobertaModel
 
     model = XLMRobertaModel(config)
-    model = quantize(model, mode) or model
+    model = quantize(model, API_MODE[mode]) or model
     graphdef, state = nnx.split(model)
     fn = jax.jit(lambda s, i, m: nnx.merge(graphdef, s)(input_ids=i, attention_mask=m)[0])
     return lambda ids, mask: np.asarray(fn(state, jnp.asarray(ids), jnp.asarray(mask)))
 
 
 def _mlm_logits(backend: str, mode: str):
-    """inputs -> MLM logits of the default checkpoint in ``mode`` (None: this mode has no path here)."""
+    """inputs -> MLM logits of the default checkpoint in ``mode``, or a string saying why there is no path."""
     import numpy as np
 
     from xlmr.backends import call_model, model_class, to_numpy
+
+    from xlmr.cli.export import load_model
+    from xlmr.common.config import XLMRobertaConfig
 
     cls = model_class(backend, "XLMRobertaForMaskedLM")
     with warnings.catch_warnings():
@@ -224,14 +232,12 @@ def _mlm_logits(backend: str, mode: str):
         if mode == "float32":
             model = cls.from_pretrained(DEFAULT)
         elif not isinstance(quantize_function(backend), str):
-            model = cls.from_pretrained(DEFAULT, quantize=mode)
-        elif mode == "bfloat16" and backend == "pt":
-            import torch
-            model = cls.from_pretrained(DEFAULT, dtype=torch.bfloat16)
-        elif mode == "bfloat16" and backend == "flax":
-            model = cls.from_pretrained(DEFAULT, dtype="bfloat16", param_dtype="bfloat16")
+            model = cls.from_pretrained(DEFAULT, quantize=API_MODE[mode])
+        elif mode == "bfloat16":  # xlmr export's bf16 load: pt/flax dtype=, Keras' mixed policy
+            model = load_model(backend, "XLMRobertaForMaskedLM", DEFAULT, XLMRobertaConfig.from_pretrained(DEFAULT),
+                               "bfloat16")
         else:
-            return None
+            return quantize_function(backend)
     if backend == "pt":
         model.eval()
     return lambda inputs: to_numpy(backend, call_model(backend, model, inputs, return_dict=True)["logits"],
@@ -261,8 +267,8 @@ def worker_backend(task: dict) -> dict:
         except Exception as e:
             accuracy[mode] = {"error": f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"}
             continue
-        if fn is None:
-            accuracy[mode] = {"error": "no path"}
+        if isinstance(fn, str):
+            accuracy[mode] = {"error": fn}
             continue
         accuracy[mode] = merge_accuracy([agreement(w, fn(b), b["attention_mask"]) for w, b in zip(want, inputs)])
     config = base_config()
@@ -390,13 +396,14 @@ def worker_ort(task: dict) -> dict:
         shutil.rmtree(work, ignore_errors=True)
 
 
-WORKERS = {"backend": worker_backend, "ort": worker_ort}
+WORKERS = {"backend": worker_backend, "ort": worker_ort,
+           "tf_attention": lambda task: tf_attention_experiment(task["repeats"])}
 
 
 # ================================================================================================ section
 def section_quant(args, peak: float = 0.0) -> dict:
     """Run every runtime's worker (``args.repeats``, ``args.quick``: 8x128 only) and return the report part."""
-    sizes = ["8x128"] if getattr(args, "quick", False) else list(SIZES)
+    sizes = ["8x128"] if getattr(args, "quick", False) else list(getattr(args, "quant_sizes", None) or SIZES)
     repeats = args.repeats
     start = time.perf_counter()
     rows, accuracy = [], {}
@@ -507,11 +514,69 @@ def attention_experiment(repeats: int = 3, sizes: tuple[str, ...] = ("8x128", "8
     return out
 
 
+def tf_attention_experiment(repeats: int = 7, tile: int = 128) -> dict:
+    """TF's attention core at the base shape's 8x512 (8 x 12 heads x 512 x 64), under ``tf.function(jit_compile=
+    True)``, timed interleaved: the batched form the tf backend uses, a flash-style key-tiled online softmax
+    (running max and sum over ``tile``-key blocks), and one (batch, head) at a time (``tf.map_fn``, flax's winner).
+    Returns {variant: seconds} and each variant's max-abs difference from the batched form. None beat the batched
+    form here (docs/sections/quant_bench.md), so xlmr/tf/layers.py keeps it."""
+    import math
+
+    import numpy as np
+    import tensorflow as tf
+
+    b, h, n, d = 8, 12, 512, 64
+    rng = np.random.default_rng(0)
+    q, k, v = (tf.constant(rng.standard_normal((b, h, n, d)), tf.float32) for _ in range(3))
+    keep = np.ones((b, n), bool)
+    keep[1, 300:] = False
+    bias = tf.constant(np.where(keep, 0.0, np.finfo(np.float32).min)[:, None, None, :], tf.float32)
+    scale = 1.0 / math.sqrt(d)
+
+    def batched(q, k, v, bias):
+        probs = tf.nn.softmax(tf.einsum("bhqd,bhkd->bhqk", q, k) * scale + bias, -1)
+        return tf.einsum("bhqk,bhkd->bhqd", probs, v)
+
+    def key_tiled(q, k, v, bias):
+        top = tf.fill((b, h, n), -np.inf)
+        total, acc = tf.zeros((b, h, n)), tf.zeros((b, h, n, d))
+        for j in range(0, n, tile):
+            scores = tf.einsum("bhqd,bhkd->bhqk", q, k[:, :, j:j + tile]) * scale + bias[..., j:j + tile]
+            new_top = tf.maximum(top, tf.reduce_max(scores, -1))
+            shrink, p = tf.exp(top - new_top), tf.exp(scores - new_top[..., None])
+            total = total * shrink + tf.reduce_sum(p, -1)
+            acc = acc * shrink[..., None] + tf.einsum("bhqk,bhkd->bhqd", p, v[:, :, j:j + tile])
+            top = new_top
+        return acc / total[..., None]
+
+    def per_head(q, k, v, bias):
+        flat = [tf.reshape(x, (b * h, n, d)) for x in (q, k, v)]
+        rows = tf.reshape(tf.broadcast_to(bias, (b, h, 1, n)), (b * h, 1, n))
+        one = lambda a: batched(a[0][None, None], a[1][None, None], a[2][None, None], a[3][None, None])[0, 0]
+        return tf.reshape(tf.map_fn(one, (*flat, rows), fn_output_signature=tf.float32), (b, h, n, d))
+
+    fns = {name: tf.function(f, jit_compile=True) for name, f in
+           (("batched", batched), ("key_tiled", key_tiled), ("per_head", per_head))}
+    outs = {name: f(q, k, v, bias).numpy() for name, f in fns.items()}
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, f in fns.items():
+            start = time.perf_counter()
+            f(q, k, v, bias).numpy()
+            times[name].append(time.perf_counter() - start)
+    result = {name: {"seconds": statistics.median(t), "ratio": statistics.median(t) / statistics.median(
+        times["batched"]), "max_abs": float(np.abs(outs[name] - outs["batched"]).max())} for name, t in times.items()}
+    print(f"tf attention core 8x12x512x64: {json.dumps(result)}", file=sys.stderr, flush=True)
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench_quant.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="8x128 only")
+    parser.add_argument("--sizes", dest="quant_sizes", default=",".join(SIZES), type=bench._subset("--sizes", SIZES),
+                        metavar="LIST", help=f"of {','.join(SIZES)} (default: all)")
     parser.add_argument("--repeats", type=int, default=5, metavar="N", help="timed runs per path and size")
     parser.add_argument("--no-peak", dest="peak", action="store_false", help="skip the fp32 matmul peak")
     parser.add_argument("--attention", action="store_true", help="run only the blocked-attention experiment")
@@ -522,7 +587,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(WORKERS[task["kind"]](task)))
         return 0
     if args.attention:
-        print(json.dumps(attention_experiment(args.repeats), indent=2))
+        print(json.dumps({"flax": attention_experiment(args.repeats),
+                          "tf": run_worker({"kind": "tf_attention", "repeats": max(args.repeats, 5)})}, indent=2))
         return 0
     peak = 0.0
     if args.peak:
