@@ -114,3 +114,18 @@ def test_bad_quantize_is_one_line(tmp_path, capsys, flags, message):
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_int8_of_a_graph_with_external_data_verifies(tmp_path, monkeypatch):
+    import xlmr.pt.export as pt_export
+
+    monkeypatch.setattr(pt_export, "EXTERNAL_DATA_BYTES", 64 * 1024)  # stands for 2 GB: the default model passes it
+    out = str(tmp_path / "out")
+    summary = cli_export.export_checkpoint(DEFAULT, out, "onnx", verify_export=True, quantize="int8")
+    assert summary["verify"]["top1"] >= MIN_TOP1
+    manifest = open(os.path.join(out, "export.json"), encoding="utf-8").read()
+    onnx_files = sorted(f for f in summary["files"] if f.startswith("model.onnx"))
+    assert onnx_files == ["model.onnx", "model.onnx.data"] and all(f'"{f}"' in manifest for f in onnx_files)
+    assert not [f for f in os.listdir(out) if f.startswith(".")]  # no scratch left behind
+    ops = {n.op_type for n in onnx.load(os.path.join(out, "model.onnx")).graph.node}
+    assert "MatMulInteger" in ops
