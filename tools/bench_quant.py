@@ -456,7 +456,7 @@ def table(report: dict) -> str:
 def print_quant(report: dict) -> None:
     print(f"\n## quant (base encoder, vocab {VOCAB}; sizes {', '.join(report['sizes'])}; median of "
           f"{report['repeats']} interleaved runs; accuracy: default checkpoint's MLM logits vs fp32; "
-          f"{report['seconds']:.0f} s)\n")
+          f"{report['seconds']:.0f} s; fp32 matmul peak {report.get('peak') or 0:.0f} GFLOP/s)\n")
     print(table(report))
 
 
