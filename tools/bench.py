@@ -17,6 +17,7 @@ Sections:
   tokenizer  slow and fast tokenizers, ours and HF's, on 3,000 multilingual paragraphs.
   memory     peak resident memory of one training step at xlm-roberta-large width, per backend, with and without
              activation checkpointing and with parameter sharding (tools/bench_memory.py).
+  quant      fp32/bf16/int8 per backend and in ONNX Runtime vs HF fp32 and optimum + ORT int8 (tools/bench_quant.py).
 
 Every measurement runs in a child process (one framework's threads and memory never disturb another's).
 """
@@ -44,7 +45,7 @@ SHAPES = ("base", "large")
 SIZES = ("1x128", "8x128", "32x128", "8x512")
 DTYPES = ("float32", "bfloat16")
 BACKENDS = ("pt", "tf", "flax")
-SECTIONS = ("peak", "forward", "mixed", "convert", "tokenizer", "memory")
+SECTIONS = ("peak", "forward", "mixed", "convert", "tokenizer", "memory", "quant")
 PARAGRAPHS = os.path.join(ROOT, "tools", "data", "paragraphs.json")
 SPM_MODEL = os.path.join(ROOT, "tests", "fixtures", "sentencepiece.bpe.model")
 
@@ -277,16 +278,23 @@ def worker_forward(task: dict) -> dict:
     return {"results": results}
 
 
+def mixed_sequences(config, count: int) -> list[list[int]]:
+    """A long-tailed mix of token-id sequences, as in real traffic: most inputs short, a few near the limit."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    lengths = np.clip(rng.lognormal(np.log(60), 0.8, count).astype(int), 8, 512)
+    return [list(rng.integers(5, config.vocab_size, n)) for n in lengths]
+
+
 def worker_mixed(task: dict) -> dict:
     import numpy as np
 
     from xlmr.common.batching import padded_tokens, plan_buckets
 
     config = _config(task["shape"])
-    rng = np.random.default_rng(0)
-    # A long-tailed mix, as in real traffic: most inputs short, a few near the limit.
-    lengths = np.clip(rng.lognormal(np.log(60), 0.8, task["count"]).astype(int), 8, 512)
-    seqs = [list(rng.integers(5, config.vocab_size, n)) for n in lengths]
+    seqs = mixed_sequences(config, task["count"])
+    lengths = np.array([len(s) for s in seqs])
     backend = task["backend"]
     module = __import__(f"xlmr.{backend}", fromlist=["XLMRobertaModel", "encode_batched"])
     runner = _runner_ours(backend, config, "float32")
@@ -565,6 +573,9 @@ def print_report(report: dict) -> None:
     if report.get("memory"):
         from bench_memory import print_memory
         print_memory(report["memory"])
+    if "quant" in report:
+        import bench_quant
+        bench_quant.print_quant(report["quant"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -595,7 +606,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.quick:
         args.shapes, args.sizes, args.dtypes = "base", "8x128", "float32"
-        args.sections = "peak,forward,mixed,tokenizer"
+        if not any(a.startswith("--sections") for a in (sys.argv[1:] if argv is None else argv)):
+            args.sections = "peak,forward,mixed,tokenizer"
         args.repeats = min(args.repeats, 3)
     for name in ("sections", "shapes", "sizes", "dtypes", "backends"):
         value = getattr(args, name)
@@ -622,6 +634,9 @@ def main(argv: list[str] | None = None) -> int:
     if "memory" in args.sections:
         from bench_memory import section_memory
         report["memory"] = section_memory(args.backends)
+    if "quant" in args.sections:
+        import bench_quant
+        report["quant"] = bench_quant.section_quant(args, peak)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -141,6 +141,45 @@ class Embeddings(nnx.Module):
         return self.dropout(self.LayerNorm(embeddings), deterministic=deterministic)
 
 
+# From this key length on, attention runs one (batch, head) score matrix at a time (``tiled_attention``): at 512
+# keys one float32 matrix is 1 MiB and stays in L2, where XLA CPU's batched einsum -> softmax -> einsum streams
+# the whole (batch, heads, q, k) tensor through memory three times. Measured at 8x512 on the base shape
+# (tools/bench_quant.py, ``attention_experiment``); shorter sequences keep the batched form.
+TILED_ATTENTION_MIN_LENGTH = 256
+
+
+def tiled_attention(query: Array, key: Array, value: Array, bias: Array | None) -> tuple[Array, Array]:
+    """softmax(q kᵀ / sqrt(d) + bias) v computed per (batch, head) with ``jax.lax.map``, so one score matrix is
+    live at a time; the same operations as the batched form on each slice, hence the same numbers.
+
+    Returns (context, probs) shaped (batch, heads, q, head_dim) and (batch, heads, q, k); under ``jax.jit`` the
+    probs are dropped when the caller does not use them.
+
+    >>> import numpy as np
+    >>> q = k = v = jnp.asarray(np.random.default_rng(0).standard_normal((2, 3, 5, 4)), jnp.float32)
+    >>> context, probs = tiled_attention(q, k, v, None)
+    >>> context.shape, bool(jnp.allclose(probs.sum(-1), 1.0))
+    ((2, 3, 5, 4), True)
+    """
+    scale = 1.0 / math.sqrt(query.shape[-1])
+    f32 = jnp.float32
+
+    def one_head(qkv):
+        q, k, v, b = qkv  # (q, d), (k, d), (k, d), (q or 1, k)
+        scores = jnp.einsum("qd,kd->qk", q, k, preferred_element_type=f32) * scale + b
+        probs = jax.nn.softmax(scores, axis=-1)
+        return jnp.einsum("qk,kd->qd", probs.astype(v.dtype), v), probs
+
+    def one_row(row):
+        q, k, v, b = row  # (heads, q, d) ... and the row's bias (1, q or 1, k)
+        b = jnp.broadcast_to(b[0], (q.shape[1] if b.shape[1] != 1 else 1, k.shape[1]))
+        return jax.lax.map(lambda h: one_head((h[0], h[1], h[2], b)), (q, k, v))
+
+    if bias is None:
+        bias = jnp.zeros((query.shape[0], 1, 1, key.shape[2]), f32)
+    return jax.lax.map(one_row, (query, key, value, bias))
+
+
 class SelfAttention(nnx.Module):
     """Multi-head attention scores with optional relative-position terms; returns context and probabilities.
 
@@ -189,6 +228,14 @@ class SelfAttention(nnx.Module):
                 value = jnp.concatenate([past_key_value[1].astype(value.dtype), value], axis=2)
 
         f32 = jnp.float32
+        dropout_off = self.dropout.rate == 0 or (deterministic if deterministic is not None
+                                                  else self.dropout.deterministic)
+        if (self.position_embedding_type == "absolute" and head_mask is None and dropout_off
+                and key.shape[2] >= TILED_ATTENTION_MIN_LENGTH):
+            context, probs = tiled_attention(query, key, value, bias)
+            batch, _, length, _ = context.shape
+            context = context.astype(self.dtype).transpose(0, 2, 1, 3).reshape(batch, length, -1)
+            return context, probs, (key, value)
         scores = jnp.einsum("bhqd,bhkd->bhqk", query, key, preferred_element_type=f32)
         if self.position_embedding_type != "absolute":
             # Distance of query i (absolute index past_length + i) from key j, shifted into the table's range.
