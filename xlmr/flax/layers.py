@@ -230,8 +230,9 @@ class SelfAttention(nnx.Module):
         f32 = jnp.float32
         dropout_off = self.dropout.rate == 0 or (deterministic if deterministic is not None
                                                   else self.dropout.deterministic)
+        # A symbolic length (jax.export with a polymorphic sequence axis) has no answer to ">= 256": batched form.
         if (self.position_embedding_type == "absolute" and head_mask is None and dropout_off
-                and key.shape[2] >= TILED_ATTENTION_MIN_LENGTH):
+                and isinstance(key.shape[2], int) and key.shape[2] >= TILED_ATTENTION_MIN_LENGTH):
             context, probs = tiled_attention(query, key, value, bias)
             batch, _, length, _ = context.shape
             context = context.astype(self.dtype).transpose(0, 2, 1, 3).reshape(batch, length, -1)
