@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Iterable
+from typing import Any, Iterable
 
 from xlmr.common.hub import user_stacklevel
 
@@ -78,6 +78,28 @@ MEASURED = {
 ADVICE = {TF_EAGER: "run the model through model.compiled_call(...) (XLA), where int8 is the faster path"}
 
 _warned: set[tuple[str, str]] = set()
+
+
+# The encoder's projections int8 replaces, as attribute paths inside one layer (the same names in every backend):
+# self-attention, its output, cross-attention (decoders), the feed-forward pair.
+PROJECTIONS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+               "crossattention.self.query", "crossattention.self.key", "crossattention.self.value",
+               "crossattention.output.dense", "intermediate.dense", "output.dense")
+
+
+def encoder_projections(layers: Iterable[Any]) -> dict[str, Any]:
+    """{``layer.I.PATH``: module} of the ``PROJECTIONS`` present in the encoder's ``layers`` (any backend's)."""
+    found = {}
+    for i, layer in enumerate(layers):
+        for path in PROJECTIONS:
+            module = layer
+            for name in path.split("."):
+                module = getattr(module, name, None)
+                if module is None:
+                    break
+            if module is not None:
+                found[f"layer.{i}.{path}"] = module
+    return found
 
 
 def check_mode(mode: object) -> str:

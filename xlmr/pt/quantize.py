@@ -38,13 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from xlmr.common.quantization import check_mode, check_quantizable, warn_if_slower
-
-# The encoder's projections: (path inside a Layer) for self-attention, its output, the feed-forward pair.
-_PROJECTIONS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-                "crossattention.self.query", "crossattention.self.key", "crossattention.self.value",
-                "crossattention.output.dense", "intermediate.dense", "output.dense")
-
+from xlmr.common.quantization import check_mode, encoder_projections, check_quantizable, warn_if_slower
 
 def quantize(model: Any, mode: str) -> Any:
     """``model`` (an xlmr.pt model in eval mode) made ready for ``mode`` inference in place, and returned."""
@@ -68,22 +62,9 @@ def quantize(model: Any, mode: str) -> Any:
 
 def quantized_layers(model: Any) -> dict[str, Any]:
     """{path inside the encoder: layer} of the encoder projections ``quantize(model, "int8")`` replaces."""
-    layers = {}
-    for i, layer in enumerate(_encoder(model).layer):
-        for path in _PROJECTIONS:
-            found = _find(layer, path)
-            if found is not None:
-                layers[f"layer.{i}.{path}"] = found
-    return layers
+    return encoder_projections(_encoder(model).layer)
 
 
 def _encoder(model: Any) -> Any:
     return getattr(model, "roberta", model).encoder
 
-
-def _find(layer: Any, path: str) -> Any:
-    for name in path.split("."):
-        layer = getattr(layer, name, None)
-        if layer is None:
-            return None
-    return layer

@@ -32,13 +32,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xlmr.common.quantization import TF_EAGER, check_mode, check_quantizable, warn_if_slower
-
-# The encoder's projections: (path inside a Layer) for self-attention, its output, the feed-forward pair.
-_PROJECTIONS = ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
-                "crossattention.self.query", "crossattention.self.key", "crossattention.self.value",
-                "crossattention.output.dense", "intermediate.dense", "output.dense")
-
+from xlmr.common.quantization import TF_EAGER, check_mode, encoder_projections, check_quantizable, warn_if_slower
 
 def quantize(model: Any, mode: str) -> Any:
     """``model`` (an xlmr.tf model) made ready for ``mode`` inference in place, and returned."""
@@ -64,22 +58,9 @@ def quantize(model: Any, mode: str) -> Any:
 
 def quantized_layers(model: Any) -> dict[str, Any]:
     """{path inside the encoder: layer} of the encoder projections ``quantize(model, "int8")`` replaces."""
-    layers = {}
-    for i, layer in enumerate(_encoder(model).layer):
-        for path in _PROJECTIONS:
-            found = _find(layer, path)
-            if found is not None:
-                layers[f"layer.{i}.{path}"] = found
-    return layers
+    return encoder_projections(_encoder(model).layer)
 
 
 def _encoder(model: Any) -> Any:
     return getattr(model, "roberta", model).encoder
 
-
-def _find(layer: Any, path: str) -> Any:
-    for name in path.split("."):
-        layer = getattr(layer, name, None)
-        if layer is None:
-            return None
-    return layer
