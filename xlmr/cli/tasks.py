@@ -37,6 +37,7 @@ from xlmr.common.tasks import ARCHITECTURES, TASKS, check_task
 from xlmr.common.tasks.batches import lm_targets, steps_per_epoch, training_batches
 from xlmr.common.tasks.evaluation import score
 from xlmr.common.tasks.features import record_blocks, training_features
+from xlmr.common.tasks.inference import postprocess_answers
 from xlmr.common.tasks.labels import LabelSpace
 from xlmr.common.tasks.records import Dataset, DataError, read_records
 from xlmr.common.tasks import schedule
@@ -129,10 +130,14 @@ def _pipeline_predictions(task: str, backend: str, model: Any, tokenizer: Any, d
                     stride=settings.doc_stride)
     if task == "question-answering":
         pipe = xlmr.pipeline(task, model=model, backend=backend, tokenizer=tokenizer, max_length=settings.max_length)
-        out = pipe(question=[r["question"] for r in records], context=[r["context"] for r in records],
-                   doc_stride=settings.doc_stride, max_answer_len=settings.max_answer_length,
-                   max_question_len=settings.max_length, handle_impossible_answer=settings.has_no_answer)
-        return out if isinstance(out, list) else [out]
+        # windows as the pipeline cuts them; answers picked as HF's run_qa post-processing does (logit sums over
+        # the n best starts and ends, spans not widened to words, the lowest null score against the best span)
+        pairs = [(r["question"], r["context"]) for r in records]
+        windows = pipe.answer_windows(pairs, pipe.settings(doc_stride=settings.doc_stride,
+                                                           max_question_len=settings.max_length))
+        return [postprocess_answers(group, context, settings.n_best_size, settings.max_answer_length,
+                                    settings.has_no_answer, settings.null_score_diff_threshold)
+                for group, (_, context) in zip(windows, pairs)]
     pipe = xlmr.pipeline(task, model=model, backend=backend, tokenizer=tokenizer, max_length=settings.max_length)
     return pipe([{"prompt": r["prompt"], "choices": r["choices"]} for r in records])
 
@@ -180,14 +185,16 @@ class Prepared:
 
 def prepare(task: str, model: str, train: str, validation: str, *, seed: int = 42, no_dropout: bool = False,
             max_length: int | None = None, doc_stride: int | None = None, max_answer_length: int | None = None,
-            mlm_probability: float | None = None, label_all_tokens: bool = False) -> Prepared:
+            mlm_probability: float | None = None, label_all_tokens: bool = False, n_best_size: int | None = None,
+            null_score_diff_threshold: float | None = None) -> Prepared:
     """Read and check the data, build the label space, settings and training features."""
     check_task(task)
     config = XLMRobertaConfig.from_pretrained(model)
     tokenizer = _tokenizer(model)
     settings = task_settings(task, config, None, max_length=max_length, doc_stride=doc_stride,
                              max_answer_length=max_answer_length, mlm_probability=mlm_probability,
-                             label_all_tokens=label_all_tokens, seed=seed)
+                             label_all_tokens=label_all_tokens, seed=seed, n_best_size=n_best_size,
+                             null_score_diff_threshold=null_score_diff_threshold)
     train_set, validation_set = read_records(train, task), read_records(validation, task)
     space = LabelSpace.from_training(train_set)
     if space is not None:
@@ -246,6 +253,7 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
              warmup_ratio: float = 0.0, max_length: int | None = None, seed: int = 42, no_dropout: bool = False,
              doc_stride: int | None = None, max_answer_length: int | None = None,
              mlm_probability: float | None = None, label_all_tokens: bool = False, logging_steps: int = 10,
+             n_best_size: int | None = None, null_score_diff_threshold: float | None = None,
              force: bool = False, quiet: bool = False, on_step: Callable[[int, float], None] | None = None,
              gradient_accumulation_steps: int = 1, save_steps: int = 0, resume_from: str | None = None,
              fsdp: bool = False, mesh: str | None = None, strategy: str | None = None,
@@ -277,7 +285,8 @@ def finetune(task: str, backend: str, model: str, train: str, validation: str, o
                               if resume_from == "auto" else "") + "; pass --force to replace it")
     prepared = prepare(task, model, train, validation, seed=seed, no_dropout=no_dropout, max_length=max_length,
                        doc_stride=doc_stride, max_answer_length=max_answer_length,
-                       mlm_probability=mlm_probability, label_all_tokens=label_all_tokens)
+                       mlm_probability=mlm_probability, label_all_tokens=label_all_tokens, n_best_size=n_best_size,
+                       null_score_diff_threshold=null_score_diff_threshold)
     per_epoch = steps_per_epoch(len(prepared.features), training.batch_size)
     total = per_epoch * training.epochs
     shapes = {k: list(v) for k, v in parameter_shapes(prepared.saved_config, prepared.architecture).items()}
@@ -360,7 +369,8 @@ def _load(task: str, backend: str, model: str, flags: dict[str, Any], quantize: 
 def evaluate(task: str, backend: str, model: str, data: str, quantize: str | None = None,
              **flags: Any) -> dict[str, float]:
     """The metrics of ``model`` (a finetune output) on ``data``, with finetune's processing settings unless
-    ``flags`` (max_length, doc_stride, max_answer_length, mlm_probability) say otherwise; ``quantize`` ("int8",
+    ``flags`` (max_length, doc_stride, max_answer_length, n_best_size, null_score_diff_threshold,
+    mlm_probability) say otherwise; ``quantize`` ("int8",
     "bf16") loads the model so (``xlmr.common.quantization``)."""
     net, tokenizer, settings, space = _load(task, backend, model, flags, quantize)
     dataset = read_records(data, task)
@@ -392,9 +402,14 @@ def add_processing(parser: argparse.ArgumentParser, default_note: str) -> None:
     group.add_argument("--max-length", type=int, help="tokens per window (default: the model's window, <= 512)")
     group.add_argument("--doc-stride", type=int, help="overlap of consecutive windows (default: max-length / 4)")
     group.add_argument("--max-answer-length", type=int, help="longest QA answer in tokens (default: 30)")
+    group.add_argument("--n-best-size", type=int, help="QA decoding: start/end candidates per window (default: 20)")
+    group.add_argument("--null-score-diff-threshold", type=float,
+                       help="QA with unanswerable questions: answer nothing when the null score beats the best span "
+                            "by more than this (default: 0.0)")
     group.add_argument("--mlm-probability", type=float, help="masked-LM masking rate (default: 0.15)")
 
 
 def processing_flags(args: argparse.Namespace) -> dict[str, Any]:
     return {"max_length": args.max_length, "doc_stride": args.doc_stride,
-            "max_answer_length": args.max_answer_length, "mlm_probability": args.mlm_probability}
+            "max_answer_length": args.max_answer_length, "mlm_probability": args.mlm_probability,
+            "n_best_size": args.n_best_size, "null_score_diff_threshold": args.null_score_diff_threshold}

@@ -76,6 +76,16 @@ class QuestionAnsweringPipeline(Pipeline):
     def __call__(self, inputs: Any = None, *, question: Any = None, context: Any = None, **kwargs: Any) -> Any:
         settings = self.settings(**kwargs)
         pairs, batched = self._examples(inputs, question, context)
+        results = []
+        for (q, c), group in zip(pairs, self.answer_windows(pairs, settings)):
+            answers = decode_answers(group, c, settings["top_k"], settings["max_answer_len"],
+                                     settings["handle_impossible_answer"], settings["align_to_words"])
+            results.append(answers[0] if len(answers) == 1 else answers)
+        return results if batched else results[0]
+
+    def answer_windows(self, pairs: list[tuple[str, str]], settings: dict[str, Any]) -> list[list[AnswerWindow]]:
+        """The windows of each (question, context) with their start and end logits (``settings``: the
+        pipeline's, for ``max_question_len`` and ``doc_stride``). ``xlmr evaluate`` decodes them as run_qa does."""
         cls, sep = self.tokenizer.cls_token_id, self.tokenizer.sep_token_id
         sequences, windows = [], []
         for i, (q, c) in enumerate(pairs):
@@ -100,9 +110,4 @@ class QuestionAnsweringPipeline(Pipeline):
         grouped: list[list[AnswerWindow]] = [[] for _ in pairs]
         for (i, offsets, words), out in zip(windows, outputs):
             grouped[i].append(AnswerWindow(out["start_logits"], out["end_logits"], offsets, words))
-        results = []
-        for (q, c), group in zip(pairs, grouped):
-            answers = decode_answers(group, c, settings["top_k"], settings["max_answer_len"],
-                                     settings["handle_impossible_answer"], settings["align_to_words"])
-            results.append(answers[0] if len(answers) == 1 else answers)
-        return results if batched else results[0]
+        return grouped

@@ -389,6 +389,58 @@ def decode_answers(windows: Sequence[AnswerWindow], context: str, top_k: int = 1
     return sorted(answers, key=lambda a: a["score"], reverse=True)[:top_k]
 
 
+def postprocess_answers(windows: Sequence[AnswerWindow], context: str, n_best_size: int = 20,
+                        max_answer_length: int = 30, with_no_answer: bool = False,
+                        null_score_diff_threshold: float = 0.0) -> dict[str, Any]:
+    """The answer of one example as HF's run_qa post-processing picks it (what ``evaluate`` and ``predict`` use;
+    the pipeline keeps the pipeline's rules): {"answer", "start", "end", "score"}.
+
+    In every window the ``n_best_size`` highest start logits are paired with the ``n_best_size`` highest end
+    logits; a pair counts when both tokens lie in the context, end >= start and it spans at most
+    ``max_answer_length`` tokens, and it scores start logit + end logit (logits, so windows compare directly).
+    The text is the characters from the start token's first to the end token's last, not widened to words. The
+    null score is the lowest CLS start + end logit over the windows; ``with_no_answer`` (SQuAD v2) answers "" when
+    it exceeds the best span's score by more than ``null_score_diff_threshold``. ``score`` is the softmax
+    probability of the answer among the ``n_best_size`` best candidates (and the null one).
+
+    >>> offsets = [None, None, None, None, (0, 5), (5, 8), (8, 12), None]   # <s> q </s></s> Paris is big </s>
+    >>> start, end = np.array([3.0, 0, 0, 0, 5, 1, 0, 0]), np.array([3.0, 0, 0, 0, 4, 0, 2, 0])
+    >>> window = AnswerWindow(start, end, offsets, [None] * 4 + [0, 1, 2, None])
+    >>> postprocess_answers([window], "Paris is big")["answer"]                       # 5 + 4 beats 3 + 3
+    'Paris'
+    >>> postprocess_answers([window], "Paris is big", with_no_answer=True, null_score_diff_threshold=-4)["answer"]
+    ''
+    """
+    null_score, candidates = None, []
+    for window in windows:
+        start, end = np.asarray(window.start_logits, np.float64), np.asarray(window.end_logits, np.float64)
+        null = float(start[window.cls_index] + end[window.cls_index])
+        null_score = null if null_score is None else min(null_score, null)
+        starts = np.argsort(-start, kind="stable")[:n_best_size]
+        ends = np.argsort(-end, kind="stable")[:n_best_size]
+        for s in starts:
+            for e in ends:
+                if window.offsets[s] is None or window.offsets[e] is None or e < s or e - s >= max_answer_length:
+                    continue
+                candidates.append((float(start[s] + end[e]), window.offsets[s][0], window.offsets[e][1]))
+    answers = [{"score": score, "start": int(a), "end": int(b), "answer": context[a:b]} for score, a, b in candidates]
+    null = {"score": null_score, "start": 0, "end": 0, "answer": ""}
+    # run_qa ranks the null candidate with the spans, keeps the n best, and puts it back if it fell out
+    answers = sorted(answers + ([null] if with_no_answer else []), key=lambda a: -a["score"])[:n_best_size]
+    if with_no_answer and not any(a is null for a in answers):
+        answers.append(null)
+    if not answers:
+        return {"score": 0.0, "start": 0, "end": 0, "answer": ""}
+    probabilities = softmax(np.array([a["score"] for a in answers]))
+    for a, p in zip(answers, probabilities):
+        a["logit"], a["score"] = a["score"], float(p)
+    best = next((a for a in answers if a["answer"]), None)
+    if with_no_answer and (best is None or null_score - best["logit"] > null_score_diff_threshold):
+        best = null
+    best = best if best is not None else answers[0]
+    return {k: best[k] for k in ("score", "start", "end", "answer")}
+
+
 # ------------------------------------------------------------------------------------------------ embeddings
 def pool(hidden: np.ndarray, pooling: str | None, normalize: bool) -> np.ndarray:
     """A sentence embedding from one sequence's hidden states (tokens, width): the mean over its tokens or the

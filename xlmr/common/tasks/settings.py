@@ -16,6 +16,8 @@ import json
 import os
 from typing import Any
 
+import numpy as np
+
 from xlmr.common.io import atomic_write_text
 from xlmr.common.tasks import check_task
 
@@ -28,6 +30,8 @@ class TaskSettings:
     max_length: int = 128
     doc_stride: int = 32               # overlap of consecutive windows, in tokens (the tokenizer's ``stride``)
     max_answer_length: int = 30        # longest answer span QA decoding considers, in tokens
+    n_best_size: int = 20              # QA decoding: start and end candidates per window, answers kept (run_qa)
+    null_score_diff_threshold: float = 0.0   # SQuAD v2: answer "" when null score - best span score exceeds it
     mlm_probability: float = 0.15
     label_all_tokens: bool = False
     seed: int = 42                     # seeds the fixed masking of masked-LM evaluation
@@ -44,6 +48,12 @@ class TaskSettings:
             raise ValueError(f"--doc-stride {self.doc_stride} is too large for --max-length {self.max_length}: "
                              f"windows overlap by doc-stride tokens, so it must be below {self.max_length - 4} "
                              "(max-length less the special tokens), and well below for QA, whose question takes room")
+        if isinstance(self.n_best_size, bool) or not isinstance(self.n_best_size, int) or self.n_best_size < 1:
+            raise ValueError(f"--n-best-size must be a positive integer, got {self.n_best_size!r}")
+        if isinstance(self.null_score_diff_threshold, bool) or not isinstance(
+                self.null_score_diff_threshold, (int, float)) or not np.isfinite(self.null_score_diff_threshold):
+            raise ValueError(f"--null-score-diff-threshold must be a finite number, got "
+                             f"{self.null_score_diff_threshold!r}")
         if not 0 < self.mlm_probability < 1:
             raise ValueError(f"--mlm-probability must be in (0, 1), got {self.mlm_probability!r}")
         if not isinstance(self.max_answer_length, int) or self.max_answer_length < 1:
