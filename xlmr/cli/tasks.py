@@ -3,8 +3,8 @@
 ``finetune`` trains a checkpoint for one of the six tasks in one backend and publishes a complete folder (model,
 tokenizer, ``xlmr_task.json``, ``metrics.json``, ``train_log.jsonl``) in one rename; ``evaluate`` and ``predict``
 reload it. Validation metrics are always computed from the predictions ``predict`` writes (the pipelines'
-outputs for the four labelled tasks, per-record losses for the language models), so metrics recomputed from
-``predict``'s file equal ``metrics.json``.
+outputs for the labelled tasks, with QA answers picked by run_qa's rule; per-record losses for the language
+models), so metrics recomputed from ``predict``'s file equal ``metrics.json``.
 
 Example (defaults for the embedded checkpoint: its 128-token window, windows overlapping by a quarter):
     >>> from xlmr.common.config import XLMRobertaConfig
